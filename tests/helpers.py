@@ -1,0 +1,72 @@
+"""Gated workers and small tools for ordering threads without sleeps."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+import tunnypy
+
+WAIT = 10.0
+"""Upper bound on any wait in a test; a test that reaches it has failed."""
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """Poll *predicate* (with a bounded, event-based wait) until it holds."""
+    event = threading.Event()
+    deadline = threading.Event()
+    timer = threading.Timer(timeout, deadline.set)
+    timer.start()
+    try:
+        while not predicate():
+            if deadline.is_set():
+                raise AssertionError(f"timed out waiting for {what}")
+            event.wait(0.001)
+    finally:
+        timer.cancel()
+        timer.join()
+
+
+@attrs.define(eq=False)
+class Gate:
+    """A job that signals when it starts and blocks until released."""
+
+    started: threading.Event = attrs.Factory(threading.Event)
+    release: threading.Event = attrs.Factory(threading.Event)
+
+    def __call__(self, value: Any = None) -> Any:
+        self.started.set()
+        if not self.release.wait(WAIT):
+            raise AssertionError("gate was never released")
+        return value
+
+
+@attrs.define(eq=False)
+class RecordingWorker(tunnypy.BaseWorker[Any, Any]):
+    """A worker that counts its hook calls and runs callable payloads."""
+
+    lock: threading.Lock = attrs.Factory(threading.Lock)
+    processed: int = 0
+    readied: int = 0
+    interrupts: int = 0
+    terminated: int = 0
+
+    def process(self, payload: Any) -> Any:
+        with self.lock:
+            self.processed += 1
+        return payload() if callable(payload) else payload
+
+    def block_until_ready(self) -> None:
+        with self.lock:
+            self.readied += 1
+
+    def interrupt(self) -> None:
+        with self.lock:
+            self.interrupts += 1
+
+    def terminate(self) -> None:
+        with self.lock:
+            self.terminated += 1

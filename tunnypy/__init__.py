@@ -1,0 +1,49 @@
+"""
+tunnypy: Go's Tunny worker pool for Python.
+
+A :class:`Pool` owns resident worker threads, each running one
+:class:`Worker` object; callers hand it payloads with :meth:`Pool.process`,
+:meth:`Pool.process_timed`, :meth:`Pool.process_ctx` or :meth:`Pool.submit`.
+Workers pull, so a saturated pool slows its callers instead of queueing
+without bound.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._job import interrupted
+from ._pool import Pool, PoolStats
+from ._token import CancelToken
+from ._worker import BaseWorker, Worker
+from .exceptions import (
+    JobCancelledError,
+    JobTimedOutError,
+    PoolBusyError,
+    PoolClosedError,
+    PoolDeadlockError,
+    TunnypyError,
+    WorkerClosedError,
+)
+
+try:
+    __version__ = version("tunnypy")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "BaseWorker",
+    "CancelToken",
+    "JobCancelledError",
+    "JobTimedOutError",
+    "Pool",
+    "PoolBusyError",
+    "PoolClosedError",
+    "PoolDeadlockError",
+    "PoolStats",
+    "TunnypyError",
+    "Worker",
+    "WorkerClosedError",
+    "__version__",
+    "interrupted",
+]

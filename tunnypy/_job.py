@@ -1,0 +1,103 @@
+"""
+One request on its way through the pool, and :func:`interrupted`.
+
+A job is made by the caller, handed to exactly one worker (or refused), and
+finished exactly once. Who may finish it is decided by its *gate*, a raw lock
+used as a one-shot claim: the worker acquires it (without blocking) to deliver
+the outcome; a caller giving up acquires it to withdraw the job. Whoever gets
+it first wins, so a result is never both delivered and abandoned. A caller
+that wins while the job runs calls the worker's ``interrupt()`` and releases
+the gate only afterwards; the worker, having lost, blocks on the gate, so it
+cannot start the next job until that ``interrupt()`` has returned. That is how
+an interrupt reaches only the job it was meant for.
+
+Jobs from :meth:`Pool.submit` carry a ``concurrent.futures.Future`` instead of
+a waker, and the future's own state machine plays the gate's part.
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+from concurrent.futures import Future
+from contextvars import Context
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._waker import Waker
+    from ._wrapper import WorkerWrapper
+
+__all__ = ["DONE", "REJECTED", "RUNNING", "WAITING", "Job", "interrupted"]
+
+# Job states, in order; a caller waits while ``state < DONE``.
+WAITING = 0  # in the pool's line
+RUNNING = 1  # handed to a worker
+DONE = 2  # outcome stored; ``result`` or ``error`` is final
+REJECTED = 3  # taken out of the line by close()
+
+
+class Job:
+    """A request: payload, the caller's context, and where its outcome goes."""
+
+    # A plain slotted class, not attrs: one is made per call on the hot path.
+    __slots__ = (
+        "context",
+        "error",
+        "future",
+        "gate",
+        "nested",
+        "payload",
+        "result",
+        "state",
+        "waker",
+        "wrapper",
+    )
+
+    def __init__(
+        self,
+        payload: Any,
+        context: Context,
+        waker: Waker | None,
+        future: Future[Any] | None = None,
+    ) -> None:
+        self.payload = payload
+        self.context = context
+        self.waker = waker
+        self.future = future
+        self.gate = _thread.allocate_lock()
+        self.state = WAITING
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.wrapper: WorkerWrapper | None = None
+        self.nested = False
+
+
+_worker_tls = threading.local()
+
+
+def current_wrapper() -> WorkerWrapper | None:
+    """The wrapper whose thread is calling, or ``None`` outside a worker thread."""
+    return getattr(_worker_tls, "wrapper", None)
+
+
+def set_current_wrapper(wrapper: WorkerWrapper) -> None:
+    _worker_tls.wrapper = wrapper
+
+
+def interrupted() -> bool:
+    """
+    Whether the caller of the running job has given up on it.
+
+    Call it from inside a job (a function run by :meth:`Pool.from_func`, a
+    callback, or a worker's ``process``) to stop early once the caller's
+    deadline has passed, its token was cancelled, or it was interrupted by
+    Ctrl-C. Outside a job it returns ``False``.
+
+    Not guaranteed: a job that never checks keeps running; threads cannot be
+    killed.
+    """
+    wrapper = getattr(_worker_tls, "wrapper", None)
+    if wrapper is None:
+        return False
+    job = wrapper.job
+    return job is not None and job.future is None and job.gate.locked()

@@ -1,0 +1,36 @@
+"""
+Library logging: structlog events routed through the standard library.
+
+tunnypy never calls ``structlog.configure()``. Events go to the stdlib logger
+``tunnypy``, which carries a ``NullHandler``, so the library is silent until
+the application configures ``logging`` (or adds a handler to ``tunnypy``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import structlog
+
+_stdlib = logging.getLogger("tunnypy")
+_stdlib.addHandler(logging.NullHandler())
+
+
+def _to_stdlib(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> tuple[tuple[str], Mapping[str, Any]]:
+    # Render ``event k=v ...`` as the message and keep the key-values as
+    # ``extra`` so a structured handler can still read them.
+    exc_info = event_dict.pop("exc_info", None)
+    event = str(event_dict.pop("event", ""))
+    parts = [event, *(f"{key}={value!r}" for key, value in event_dict.items())]
+    return (" ".join(parts),), {"exc_info": exc_info, "extra": {"tunnypy": dict(event_dict)}}
+
+
+log: structlog.stdlib.BoundLogger = structlog.wrap_logger(
+    _stdlib,
+    processors=[structlog.stdlib.filter_by_level, _to_stdlib],
+    wrapper_class=structlog.stdlib.BoundLogger,
+)

@@ -1,0 +1,143 @@
+"""
+Parking: how one thread sleeps until another wakes it.
+
+A waker is an auto-reset flag: ``wake()`` sets it, ``wait()`` sleeps until it
+is set and clears it. Wakes are never lost (a wake before the wait makes the
+wait return at once) but may be stale (left over from a call that gave up), so
+every waiter loops on its own condition.
+
+Two kinds exist. An eventfd waker is the fast one: ``os.eventfd_write``
+releases the GIL before the kernel wakes the sleeper, so the sleeper does not
+wake only to block again on the GIL, which is what happens when a thread
+releases a ``threading.Lock`` while holding the GIL. A lock waker costs no file
+descriptor. File descriptors are what the article warns a program runs out
+of, so at most ``FD_BUDGET`` eventfds exist per process; past that, and where
+eventfd does not exist, wakers fall back to locks. A pool of 10,000 workers
+therefore works under the default limit of 1,024 open files.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import select
+import threading
+from typing import Protocol
+
+__all__ = ["FD_BUDGET", "LockWaker", "Waker", "caller_waker", "fds_in_use", "new_waker"]
+
+FD_BUDGET = 128
+"""How many eventfds tunnypy may hold open at once in one process."""
+
+_HAS_EVENTFD = hasattr(os, "eventfd")
+_budget_lock = _thread.allocate_lock()
+_fds_in_use = 0
+# ``threading.Lock.acquire`` rejects timeouts above this.
+_TIMEOUT_MAX = threading.TIMEOUT_MAX
+
+
+class Waker(Protocol):
+    def wait(self, timeout: float | None = None) -> bool: ...
+    def wake(self) -> None: ...
+
+
+class LockWaker:
+    """A waker built on a raw lock: held means "no wake pending"."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is None:
+            return self._lock.acquire()
+        return self._lock.acquire(True, min(max(timeout, 0.0), _TIMEOUT_MAX))
+
+    def wake(self) -> None:
+        try:  # noqa: SIM105 - cheaper than contextlib.suppress on the hot path
+            self._lock.release()
+        except RuntimeError:
+            pass  # a wake is already pending; wakes do not accumulate
+
+
+class FdWaker:
+    """A waker built on an eventfd (Linux)."""
+
+    __slots__ = ("_fd", "_poll")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._poll: select.poll | None = None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is None:
+            os.eventfd_read(self._fd)
+            return True
+        poll = self._poll
+        if poll is None:
+            poll = self._poll = select.poll()
+            poll.register(self._fd, select.POLLIN)
+        # poll() takes milliseconds and rounds up, so a wait never ends early.
+        if not poll.poll(max(timeout, 0.0) * 1000.0):
+            return False
+        os.eventfd_read(self._fd)
+        return True
+
+    def wake(self) -> None:
+        os.eventfd_write(self._fd, 1)
+
+    def __del__(self) -> None:
+        # Only here: while anything can still wake this waker it is
+        # referenced, so its descriptor number cannot have been reused.
+        global _fds_in_use
+        os.close(self._fd)
+        with _budget_lock:
+            _fds_in_use -= 1
+
+
+def new_waker() -> Waker:
+    """Return an eventfd waker while the budget allows, else a lock waker."""
+    global _fds_in_use
+    if _HAS_EVENTFD:
+        with _budget_lock:
+            granted = _fds_in_use < FD_BUDGET
+            if granted:
+                _fds_in_use += 1
+        if granted:
+            try:
+                fd = os.eventfd(0, os.EFD_CLOEXEC)
+            except OSError:
+                with _budget_lock:
+                    _fds_in_use -= 1
+            else:
+                return FdWaker(fd)
+    return LockWaker()
+
+
+def fds_in_use() -> int:
+    """How many eventfds tunnypy holds open now (for tests and the probe)."""
+    return _fds_in_use
+
+
+_tls = threading.local()
+
+
+def caller_waker() -> Waker:
+    """The calling thread's own waker, made on first use and kept for the thread's life."""
+    try:
+        return _tls.waker  # type: ignore[no-any-return]
+    except AttributeError:
+        waker = _tls.waker = new_waker()
+        return waker
+
+
+def _after_fork_in_child() -> None:
+    # The child shares its parent's eventfds; a wake written in one process
+    # would be read in the other. Forget every caller waker made before fork.
+    global _tls
+    _tls = threading.local()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

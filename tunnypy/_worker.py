@@ -1,0 +1,84 @@
+"""The Worker protocol, its no-op base, and the function and callback workers."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
+
+__all__ = ["BaseWorker", "CallbackWorker", "FuncWorker", "Worker"]
+
+P = TypeVar("P")
+R = TypeVar("R")
+P_contra = TypeVar("P_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
+
+
+@runtime_checkable
+class Worker(Protocol[P_contra, R_co]):
+    """
+    What a pool runs: one object per worker thread, made by the pool's factory.
+
+    The pool calls every method from the worker's own thread, except
+    ``interrupt()``, which the giving-up caller's thread calls.
+    """
+
+    def process(self, payload: P_contra) -> R_co:
+        """Run one job and return its result; an exception goes to the caller."""
+        ...
+
+    def block_until_ready(self) -> None:
+        """Block until the worker may take its next job (a rate limit, a reconnect)."""
+        ...
+
+    def interrupt(self) -> None:
+        """
+        Ask the running job to stop: its caller has given up.
+
+        Called from the caller's thread, at most once per job, only after the
+        worker took that job; the worker starts nothing new until it returns.
+        The job may already have returned when it is called, so a worker that
+        keeps a flag should clear it at the start of ``process``.
+        """
+        ...
+
+    def terminate(self) -> None:
+        """Release the worker's resources; called once, from its thread, as it stops."""
+        ...
+
+
+class BaseWorker(abc.ABC, Generic[P, R]):
+    """A :class:`Worker` with no-op ``block_until_ready``, ``interrupt`` and ``terminate``."""
+
+    @abc.abstractmethod
+    def process(self, payload: P) -> R:
+        """Run one job and return its result."""
+
+    def block_until_ready(self) -> None:
+        """Ready at once."""
+
+    def interrupt(self) -> None:
+        """Nothing to interrupt: functions check :func:`tunnypy.interrupted` themselves."""
+
+    def terminate(self) -> None:
+        """Nothing to release."""
+
+
+class FuncWorker(BaseWorker[P, R]):
+    """Calls one function with each payload (``Pool.from_func``)."""
+
+    def __init__(self, fn: Callable[[P], R]) -> None:
+        # Bind the function itself as ``process``: one call less per job.
+        self.process = fn  # type: ignore[method-assign,assignment]
+
+    def process(self, payload: P) -> R:  # pragma: no cover - replaced per instance
+        raise NotImplementedError
+
+
+class CallbackWorker(BaseWorker[Callable[[], object], object]):
+    """Calls each payload (``Pool.from_callback``)."""
+
+    __slots__ = ()
+
+    def process(self, payload: Callable[[], object]) -> object:
+        return payload()

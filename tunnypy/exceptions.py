@@ -1,0 +1,47 @@
+"""
+The errors tunnypy raises.
+
+Every error shares the base :class:`TunnypyError` and also subclasses the
+builtin it refines, so ``except TimeoutError`` catches a timed-out job and
+``except RuntimeError`` catches a closed pool.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "JobCancelledError",
+    "JobTimedOutError",
+    "PoolBusyError",
+    "PoolClosedError",
+    "PoolDeadlockError",
+    "TunnypyError",
+    "WorkerClosedError",
+]
+
+
+class TunnypyError(Exception):
+    """Base class of every error tunnypy raises itself."""
+
+
+class PoolClosedError(TunnypyError, RuntimeError):
+    """The pool was closed (or the process forked) before the call could be served."""
+
+
+class JobTimedOutError(TunnypyError, TimeoutError):
+    """The call's deadline passed before its job returned."""
+
+
+class JobCancelledError(TunnypyError, RuntimeError):
+    """The call's :class:`~tunnypy.CancelToken` was cancelled before its job returned."""
+
+
+class WorkerClosedError(TunnypyError, RuntimeError):
+    """A worker was used after it had been terminated."""
+
+
+class PoolBusyError(TunnypyError, RuntimeError):
+    """No worker was free and the call asked not to wait (or the waiting line was full)."""
+
+
+class PoolDeadlockError(TunnypyError, RuntimeError):
+    """A job called its own pool while every worker was waiting on that same pool."""
