@@ -70,3 +70,41 @@ class RecordingWorker(tunnypy.BaseWorker[Any, Any]):
     def terminate(self) -> None:
         with self.lock:
             self.terminated += 1
+
+
+class Call:
+    """Run ``fn(*args)`` in its own thread and keep what it returned or raised."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self._fn = fn
+        self._args = args
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self._fn(*self._args)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def wait(self, timeout: float = WAIT) -> Any:
+        """Join the call and return its result, re-raising its error."""
+        if not self.done.wait(timeout):
+            raise AssertionError("call did not finish in time")
+        self.thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def double(x: int) -> int:
+    return x * 2
+
+
+def identity(x: int) -> int:
+    return x

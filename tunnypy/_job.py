@@ -2,14 +2,15 @@
 One request on its way through the pool, and :func:`interrupted`.
 
 A job is made by the caller, handed to exactly one worker (or refused), and
-finished exactly once. Who may finish it is decided by its *gate*, a raw lock
-used as a one-shot claim: the worker acquires it (without blocking) to deliver
-the outcome; a caller giving up acquires it to withdraw the job. Whoever gets
-it first wins, so a result is never both delivered and abandoned. A caller
-that wins while the job runs calls the worker's ``interrupt()`` and releases
-the gate only afterwards; the worker, having lost, blocks on the gate, so it
-cannot start the next job until that ``interrupt()`` has returned. That is how
-an interrupt reaches only the job it was meant for.
+finished exactly once. Who finishes it is decided under its *gate*, a raw lock
+held briefly by either side. The worker takes the gate to deliver the outcome
+(``state = DONE``); a caller giving up takes it to withdraw the job
+(``withdrawn = True``). Whoever comes second sees what the first did and
+stands back, so a result is never both delivered and abandoned. A caller that
+withdraws a running job calls the worker's ``interrupt()`` while still holding
+the gate; the worker, which must take the gate before it can finish, cannot
+start its next job until that ``interrupt()`` has returned. That is how an
+interrupt reaches only the job it was meant for.
 
 Jobs from :meth:`Pool.submit` carry a ``concurrent.futures.Future`` instead of
 a waker, and the future's own state machine plays the gate's part.
@@ -50,6 +51,7 @@ class Job:
         "result",
         "state",
         "waker",
+        "withdrawn",
         "wrapper",
     )
 
@@ -70,6 +72,8 @@ class Job:
         self.error: BaseException | None = None
         self.wrapper: WorkerWrapper | None = None
         self.nested = False
+        # Set, under the gate, by a caller that gave up; never cleared.
+        self.withdrawn = False
 
 
 _worker_tls = threading.local()
@@ -100,4 +104,4 @@ def interrupted() -> bool:
     if wrapper is None:
         return False
     job = wrapper.job
-    return job is not None and job.future is None and job.gate.locked()
+    return job is not None and job.withdrawn

@@ -235,33 +235,35 @@ class Core:
         or the pool's close() already refused it.
         """
         gate = job.gate
-        if not gate.acquire(False):
-            return False
-        with self.lock:
-            state = job.state
-            wrapper: WorkerWrapper | None = None
-            if state == REJECTED:
+        gate.acquire()  # waits only while the worker is delivering
+        try:
+            if job.state >= DONE:
                 return False
-            if state == WAITING:
-                self.line.remove(job)
-                if job.nested:
-                    self.nested_waiting -= 1
-            else:
-                wrapper = job.wrapper
-            if reason == _TIMED_OUT:
-                self.timed_out += 1
-            else:
-                self.cancelled += 1
-        if wrapper is not None:
-            # The worker holds this job until the gate is released, so this
-            # interrupt cannot reach the job after it.
-            try:
-                wrapper.worker.interrupt()
-            except Exception:
-                log.exception("interrupt_failed", worker=wrapper.index)
-            finally:
-                gate.release()
-        return True
+            with self.lock:
+                if job.state == REJECTED:
+                    return False
+                job.withdrawn = True
+                wrapper: WorkerWrapper | None = None
+                if job.state == WAITING:
+                    self.line.remove(job)
+                    if job.nested:
+                        self.nested_waiting -= 1
+                else:
+                    wrapper = job.wrapper
+                if reason == _TIMED_OUT:
+                    self.timed_out += 1
+                else:
+                    self.cancelled += 1
+            if wrapper is not None:
+                # Still holding the gate: the worker cannot finish this job,
+                # nor start another, until interrupt() has returned.
+                try:
+                    wrapper.worker.interrupt()
+                except Exception:
+                    log.exception("interrupt_failed", worker=wrapper.index)
+            return True
+        finally:
+            gate.release()
 
     def cancel_future(self, job: Job) -> None:
         """Called when a submitted future was cancelled while in line."""

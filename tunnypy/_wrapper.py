@@ -114,10 +114,9 @@ class WorkerWrapper:
                 return None
 
     def _serve(self, job: Job) -> None:
-        gate = job.gate
         ok = False
         outcome: Any = None
-        if not gate.locked():  # else its caller gave up before it started
+        if not job.withdrawn:  # else its caller gave up before it started
             try:
                 outcome = job.context.run(self.worker.process, job.payload)
                 ok = True
@@ -131,7 +130,16 @@ class WorkerWrapper:
             else:
                 self.failed += 1
                 future.set_exception(outcome)
-        elif gate.acquire(False):
+            self.job = None
+            return
+        gate = job.gate
+        # Blocks while a caller that gave up is inside interrupt(), so that
+        # interrupt cannot reach the next job.
+        gate.acquire()
+        if job.withdrawn:
+            gate.release()
+            log.debug("job_abandoned", worker=self.index, completed=ok)
+        else:
             if ok:
                 self.completed += 1
                 job.result = outcome
@@ -140,13 +148,8 @@ class WorkerWrapper:
                 job.error = outcome
                 log.debug("job_failed", worker=self.index, error=repr(outcome))
             job.state = DONE
+            gate.release()
             waker = job.waker
             assert waker is not None
             waker.wake()
-        else:
-            # The caller withdrew the job and may be inside interrupt() right
-            # now; wait for it to finish so the interrupt cannot reach the
-            # next job. The outcome is dropped: the caller already got its error.
-            gate.acquire()
-            log.debug("job_abandoned", worker=self.index, completed=ok)
         self.job = None
