@@ -297,11 +297,14 @@ class Core:
                 self.size = size
             if size > current:
                 self._grow(size - current, previous)
-                retirees: list[WorkerWrapper] = []
-            else:
-                retirees = self._shrink(current - size)
+            elif size < current:
+                self._shrink(current - size)
         log.info("pool_resized", size=size, previous=previous)
         if wait:
+            # Wait for every retiring worker, including those retired by an
+            # earlier call, so that the pool really is at *size* afterwards.
+            with self.lock:
+                retirees = [w for w in self.workers if w.retiring]
             return _join(retirees, deadline)
         return True
 
@@ -349,7 +352,7 @@ class Core:
                     self.size = previous
                 raise
 
-    def _shrink(self, count: int) -> list[WorkerWrapper]:
+    def _shrink(self, count: int) -> None:
         with self.lock:
             retirees: list[WorkerWrapper] = []
             # Idle workers first, the least recently used (bottom of the stack).
@@ -370,7 +373,6 @@ class Core:
             self.active -= len(retirees)
         for wrapper in retirees:
             wrapper.waker.wake()
-        return retirees
 
     def _retire(self, wrappers: list[WorkerWrapper]) -> None:
         with self.lock:
