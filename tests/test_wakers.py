@@ -1,0 +1,63 @@
+"""Wakers: eventfds within a budget, locks past it; 10,000 workers under 1,024 open files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import tunnypy
+from tests.helpers import WAIT, Call, identity
+from tunnypy import _waker
+
+
+class TestWakers:
+    def test_wake_before_wait_is_not_lost(self) -> None:
+        """A wake sent before the wait makes the wait return at once, for both kinds."""
+        for waker in (_waker.new_waker(), _waker.LockWaker()):
+            waker.wake()
+            waker.wake()  # wakes do not accumulate
+            assert waker.wait(WAIT) is True
+            assert waker.wait(0.001) is False
+
+    def test_wake_from_another_thread(self) -> None:
+        """A waiting thread is woken by another thread's wake()."""
+        for waker in (_waker.new_waker(), _waker.LockWaker()):
+            call = Call(waker.wait, WAIT)
+            waker.wake()
+            assert call.wait() is True
+
+    def test_fd_budget_is_never_exceeded(self) -> None:
+        """A pool far larger than the budget holds at most FD_BUDGET eventfds."""
+        start = _waker.fds_in_use()
+        with tunnypy.Pool.from_func(_waker.FD_BUDGET + 50, identity) as pool:
+            assert _waker.fds_in_use() <= _waker.FD_BUDGET
+            assert pool.process(3) == 3
+        assert _waker.fds_in_use() <= max(start, 1) + 1
+
+    def test_ten_thousand_workers_under_1024_open_files(self) -> None:
+        """With RLIMIT_NOFILE at 1,024, a pool of 10,000 workers starts, serves and closes."""
+        code = textwrap.dedent(
+            """
+            import os, resource, threading
+            resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+            threading.stack_size(256 * 1024)
+            import tunnypy
+            from tunnypy import _waker
+            pool = tunnypy.Pool.from_func(10_000, lambda x: x + 1)
+            assert pool.stats().workers == 10_000
+            futures = [pool.submit(i) for i in range(20_000)]
+            assert [f.result(60) for f in futures] == [i + 1 for i in range(20_000)]
+            fds = len(os.listdir("/proc/self/fd"))
+            assert pool.close(timeout=60)
+            print("ok", _waker.fds_in_use(), fds)
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        word, eventfds, open_fds = done.stdout.split()
+        assert word == "ok"
+        assert int(eventfds) <= _waker.FD_BUDGET
+        assert int(open_fds) < 1024
