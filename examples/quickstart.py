@@ -53,6 +53,7 @@ def main() -> None:
             # expect: process_timed(100, timeout=0.05) -> JobTimedOutError
             print("process_timed(100, timeout=0.05) -> JobTimedOutError")
         stopped_early = gave_up.wait(timeout=2.0)
+        # expect: the abandoned job stopped early: True
         print("the abandoned job stopped early:", stopped_early)
 
         # 3. Exceptions raised by a job are re-raised in the caller; the
