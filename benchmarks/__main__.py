@@ -1,0 +1,7 @@
+"""``python -m benchmarks``: see :mod:`benchmarks._cli`."""
+
+from __future__ import annotations
+
+from ._cli import main
+
+raise SystemExit(main())
