@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import tunnypy
 from tests.helpers import WAIT, Call, identity
 from tunnypy import _waker
@@ -35,6 +37,7 @@ class TestWakers:
             assert pool.process(3) == 3
         assert _waker.fds_in_use() <= max(start, 1) + 1
 
+    @pytest.mark.timeout(300)
     def test_ten_thousand_workers_under_1024_open_files(self) -> None:
         """With RLIMIT_NOFILE at 1,024, a pool of 10,000 workers starts, serves and closes."""
         code = textwrap.dedent(
@@ -54,7 +57,7 @@ class TestWakers:
             """
         )
         done = subprocess.run(
-            [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=240
         )
         assert done.returncode == 0, done.stderr
         word, eventfds, open_fds = done.stdout.split()
