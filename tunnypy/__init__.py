@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._flight import SingleFlight
 from ._job import interrupted
+from ._limiter import Limiter
 from ._pool import Pool, PoolStats
+from ._runner import SingleRunner
 from ._token import CancelToken
 from ._worker import BaseWorker, Worker
 from .exceptions import (
@@ -36,11 +39,14 @@ __all__ = [
     "CancelToken",
     "JobCancelledError",
     "JobTimedOutError",
+    "Limiter",
     "Pool",
     "PoolBusyError",
     "PoolClosedError",
     "PoolDeadlockError",
     "PoolStats",
+    "SingleFlight",
+    "SingleRunner",
     "TunnypyError",
     "Worker",
     "WorkerClosedError",

@@ -1,0 +1,501 @@
+"""
+The ``tunnypy`` command: ``tunnypy probe`` (also ``python -m tunnypy probe``).
+
+Imports only the standard library at module level; rich (progress bar) and
+matplotlib (``--plot``) are optional and imported when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from . import __version__
+from ._probe import KINDS, diagnose, estimate, parse_size, read_limits, run_child
+
+__all__ = ["main"]
+
+DEFAULT_COUNTS = (100, 1_000, 10_000)
+MIN_STACK = 32 * 1024
+"""``threading.stack_size`` refuses anything smaller."""
+
+
+# -- progress -------------------------------------------------------------------
+
+
+class _Progress(Protocol):
+    def begin(self, label: str, total: int) -> None: ...
+    def update(self, done: int) -> None: ...
+    def end(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class _PlainProgress:
+    """One line per run on stderr, for logs and terminals without rich."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.label = ""
+        self.began = 0.0
+
+    def begin(self, label: str, total: int) -> None:
+        self.label, self.began = label, time.perf_counter()
+        if self.enabled:
+            print(f"probe: {label} ...", file=sys.stderr, flush=True)
+
+    def update(self, done: int) -> None:
+        pass
+
+    def end(self) -> None:
+        if self.enabled:
+            took = time.perf_counter() - self.began
+            print(f"probe: {self.label} done in {took:.2f} s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class _RichProgress:
+    """A rich progress bar on stderr (the ``cli`` extra)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console  # noqa: PLC0415 - optional extra
+        from rich.progress import (  # noqa: PLC0415
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        self.bar.start()
+        self.task: Any = None
+
+    def begin(self, label: str, total: int) -> None:
+        self.task = self.bar.add_task(label, total=total)
+
+    def update(self, done: int) -> None:
+        self.bar.update(self.task, completed=done)
+
+    def end(self) -> None:
+        task = self.bar.tasks[-1]
+        self.bar.update(self.task, completed=task.total)
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def _progress(quiet: bool) -> _Progress:
+    if not quiet and sys.stderr.isatty():
+        try:
+            return _RichProgress()
+        except ImportError:
+            pass
+    return _PlainProgress(enabled=not quiet)
+
+
+# -- formatting -----------------------------------------------------------------
+
+
+def _bytes(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if abs(value) >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value:.0f} B"
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1e6:.0f} µs" if value < 1e-3 else f"{value * 1e3:.2f} ms"
+
+
+def _stack_label(stack: int) -> str:
+    return "default" if not stack else _bytes(stack).replace(".0 ", " ")
+
+
+def _value(limit: dict[str, Any]) -> str:
+    if limit["value"] is None:
+        return "unlimited" if limit["source"] else "-"
+    if limit["unit"] == "bytes":
+        return _bytes(limit["value"])
+    return f"{limit['value']:,}"
+
+
+def _in_use(limit: dict[str, Any]) -> str:
+    used = limit["in_use"]
+    if used is None:
+        return "-"
+    return _bytes(used) if limit["unit"] == "bytes" else f"{used:,}"
+
+
+def _cost(limit: dict[str, Any]) -> str:
+    if limit["unit"] == "bytes":
+        return _bytes(limit["cost"])
+    if limit["cost"] == 1:
+        return f"1 {limit['unit']}"
+    return f"{limit['cost']:.2f} {limit['unit']}s"
+
+
+def _room(limit: dict[str, Any]) -> str:
+    if not limit["enforced"]:
+        return str(limit["note"])
+    return "no limit" if limit["room"] is None else f"{limit['room']:,}"
+
+
+def _table(rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  " + "  ".join(cells).rstrip())
+    return lines
+
+
+def render(report: dict[str, Any]) -> str:
+    """The report as the readable text ``tunnypy probe`` prints by default."""
+    lines = [
+        f"tunnypy {report['tunnypy']} probe: Python {report['python']} "
+        f"on {report['platform']}, {report['cpus']} CPUs",
+        "",
+        "Cost of one idle thread (growth divided by count):",
+    ]
+    rows = [["kind", "stack", "count", "RSS", "tracemalloc", "virtual", "maps", "fds", "start"]]
+    for m in report["measurements"]:
+        rows.append(
+            [
+                "bare thread" if m["kind"] == "thread" else "tunnypy worker",
+                _stack_label(m["stack_size"]),
+                f"{m['count']:,}",
+                _bytes(m["rss_bytes_per_thread"]),
+                _bytes(m["traced_bytes_per_thread"]),
+                _bytes(m["vm_bytes_per_thread"]),
+                f"{m['maps_per_thread']:.2f}",
+                f"{m['fds_per_thread']:.2f}",
+                _seconds(m["start_seconds_per_thread"]),
+            ]
+        )
+    lines += _table(rows, {2, 3, 4, 5, 6, 7, 8})
+    basis = report["basis"]
+    lines += [
+        "",
+        f"Limits, and room for more tunnypy workers ({_stack_label(basis['stack_size'])} stack):",
+    ]
+    rows = [["limit", "value", "in use", "per worker", "room"]]
+    rows += [
+        [limit["name"], _value(limit), _in_use(limit), _cost(limit), _room(limit)]
+        for limit in report["limits"]
+    ]
+    lines += _table(rows, {1, 2, 3})
+    binding = report["binding"]
+    lines.append("")
+    if binding is None:
+        lines.append("No limit binds: nothing caps the thread count that the probe could read.")
+    else:
+        lines.append(
+            f"Binding limit: {binding['name']}: about {binding['room']:,} more workers "
+            "in this process."
+        )
+    lines += report["sizing"]
+    limit = report.get("to_the_limit")
+    if limit:
+        lines += ["", _limit_line(limit)]
+    return "\n".join(lines)
+
+
+def _limit_line(run: dict[str, Any]) -> str:
+    text = f"To the limit: started {run['started']:,} threads in {run['seconds']:.1f} s"
+    if run["stopped"] == "error":
+        text += f", then {run['error']}"
+        cause = run.get("likely_cause")
+        text += f"; likely cause: {cause}" if cause else "; cause not identified"
+    elif run["stopped"] == "max":
+        text += ", stopped at --max without a failure"
+    else:
+        text += ", stopped at --time-limit without a failure"
+    if run.get("estimate") is not None:
+        text += f"; the estimate was {run['estimate']:,}"
+    text += ". All stopped." if run["stopped_all"] else ". Some threads did not stop in time."
+    return text
+
+
+def _sizing(costs: dict[str, float], limits: list[dict[str, Any]], binding: Any) -> list[str]:
+    rss = costs.get("rss")
+    if not rss or rss <= 0:
+        return []
+    lines = [
+        f"Sizing, the article's way: 2 GiB / {_bytes(rss)} per idle worker = "
+        f"{int(2 * 1024**3 / rss):,} workers (Go: 2 GB / 2 KB = 1 million goroutines)."
+    ]
+    available = next((x["value"] for x in limits if x["name"] == "MemAvailable"), None)
+    if available:
+        lines.append(
+            f"With this machine's MemAvailable: {_bytes(available)} / {_bytes(rss)} = "
+            f"{int(available / rss):,} workers by memory alone."
+        )
+    if binding is not None:
+        lines.append(f"But {binding['name']} allows only {binding['room']:,}.")
+    return lines
+
+
+# -- the command ----------------------------------------------------------------
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(count < 1 for count in counts):
+        msg = f"counts must be positive whole numbers separated by commas (got {text!r})"
+        raise argparse.ArgumentTypeError(msg)
+    return sorted(set(counts))
+
+
+def _stack(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if 0 < size < MIN_STACK:
+        msg = f"stack size must be 0 (the default) or at least 32K (got {text!r})"
+        raise argparse.ArgumentTypeError(msg)
+    return size
+
+
+def _address_space(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if size < 2**24:
+        msg = f"address space must be at least 16M (got {text!r})"
+        raise argparse.ArgumentTypeError(msg)
+    return size
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            msg = f"must be a positive {kind.__name__} (got {text!r})"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tunnypy", description=__doc__.split("\n")[1])
+    commands = parser.add_subparsers(dest="command", required=True)
+    probe = commands.add_parser(
+        "probe",
+        help="how many threads can this Python process run?",
+        description=(
+            "Measure what an idle thread costs (bare threads and tunnypy workers), read "
+            "the limits that cap the thread count, say which binds first, and optionally "
+            "start threads until one fails."
+        ),
+    )
+    probe.add_argument(
+        "--counts",
+        type=_counts,
+        default=list(DEFAULT_COUNTS),
+        help="thread counts to measure at (default: 100,1000,10000)",
+    )
+    probe.add_argument(
+        "--stack-size",
+        type=_stack,
+        default=0,
+        metavar="SIZE",
+        help="also measure at this thread stack size (e.g. 256K); it is used for the "
+        "estimate and --to-the-limit",
+    )
+    probe.add_argument(
+        "--to-the-limit",
+        action="store_true",
+        help="start threads until one fails (bounded by --max and --time-limit)",
+    )
+    probe.add_argument(
+        "--max",
+        type=_positive(int),
+        default=100_000,
+        help="most threads --to-the-limit starts (default: 100000)",
+    )
+    probe.add_argument(
+        "--time-limit",
+        type=_positive(float),
+        default=60.0,
+        help="seconds --to-the-limit may spend starting threads (default: 60)",
+    )
+    probe.add_argument(
+        "--rlimit-as",
+        type=_address_space,
+        default=0,
+        metavar="SIZE",
+        help="lower RLIMIT_AS (address space) for --to-the-limit, so it fails fast and safely",
+    )
+    probe.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    probe.add_argument("--plot", metavar="FILE.png", help="plot memory against thread count")
+    probe.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return parser
+
+
+def probe(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the probe described by parsed *args* and return its report."""
+    progress = _progress(args.quiet or args.json)
+    stacks = [0] if not args.stack_size else [0, args.stack_size]
+    measurements = []
+    try:
+        for stack in stacks:
+            for kind in KINDS:
+                for count in args.counts:
+                    noun = "bare threads" if kind == "thread" else "tunnypy workers"
+                    progress.begin(f"{count:,} {noun}, {_stack_label(stack)} stack", count)
+                    spec = {"mode": "measure", "kind": kind, "count": count, "stack_size": stack}
+                    measurements.append(run_child(spec, progress.update, 120 + count * 0.05))
+                    progress.end()
+        basis = max(
+            (m for m in measurements if m["stack_size"] == stacks[-1]),
+            key=lambda m: (m["kind"] == "worker", m["count"]),
+        )
+        costs = {
+            "rss": basis["rss_bytes_per_thread"],
+            "vm": basis["vm_bytes_per_thread"],
+            "maps": basis["maps_per_thread"],
+            "charge": basis["charge_bytes_per_thread"] or 0.0,
+        }
+        limits = read_limits(costs, args.rlimit_as or None)
+        binding = estimate(limits)
+        report: dict[str, Any] = {
+            "tunnypy": __version__,
+            "python": platform.python_version(),
+            "platform": platform.platform(terse=True),
+            "cpus": os.cpu_count(),
+            "counts": args.counts,
+            "stack_sizes": stacks,
+            "measurements": measurements,
+            "basis": {"kind": basis["kind"], "count": basis["count"], "stack_size": stacks[-1]},
+            "costs": costs,
+            "limits": limits,
+            "binding": binding,
+            "estimate": None if binding is None else binding["room"],
+            "sizing": _sizing(costs, limits, binding),
+        }
+        if args.to_the_limit:
+            progress.begin(f"to the limit, {_stack_label(stacks[-1])} stack", args.max)
+            spec = {
+                "mode": "limit",
+                "max": args.max,
+                "time_limit": args.time_limit,
+                "stack_size": stacks[-1],
+                "rlimit_as": args.rlimit_as or None,
+            }
+            run = run_child(spec, progress.update, args.time_limit + 90)
+            progress.end()
+            run["estimate"] = report["estimate"]
+            run["likely_cause"] = (
+                diagnose(limits, run["state"], costs) if run["state"] is not None else None
+            )
+            report["to_the_limit"] = run
+    finally:
+        progress.close()
+    return report
+
+
+def plot(report: dict[str, Any], path: str) -> None:
+    """Draw memory against thread count into *path* (needs matplotlib)."""
+    import matplotlib  # noqa: PLC0415 - optional extra
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    series: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for m in report["measurements"]:
+        series.setdefault((m["kind"], m["stack_size"]), []).append(m)
+    for (kind, stack), points in series.items():
+        noun = "bare threads" if kind == "thread" else "tunnypy workers"
+        label = f"{noun}, {_stack_label(stack)} stack"
+        xs = [p["count"] for p in points]
+        axes.plot(xs, [p["rss_bytes"] / 2**20 for p in points], marker="o", label=f"RSS: {label}")
+        axes.plot(
+            xs,
+            [p["traced_bytes"] / 2**20 for p in points],
+            marker="x",
+            linestyle="--",
+            label=f"tracemalloc: {label}",
+        )
+    run = report.get("to_the_limit")
+    if run and len(run["samples"]) > 1:
+        base = run["samples"][0][1]
+        axes.plot(
+            [n for n, _ in run["samples"][1:]],
+            [(rss - base) / 2**20 for _, rss in run["samples"][1:]],
+            color="grey",
+            label="RSS: --to-the-limit (bare threads)",
+        )
+        if run["stopped"] == "error":
+            axes.axvline(run["started"], color="red", linestyle=":", label="first failure")
+    if report["estimate"]:
+        axes.axvline(
+            report["estimate"], color="black", linestyle="-.", label="estimate (binding limit)"
+        )
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("idle threads")
+    axes.set_ylabel("memory growth (MiB)")
+    axes.set_title(f"Idle thread memory, Python {report['python']}, {report['platform']}")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tunnypy`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401, PLC0415 - fail before measuring, not after
+        except ImportError:
+            parser.error("--plot needs matplotlib: pip install 'tunnypy[plot]'")
+    try:
+        report = probe(args)
+    except RuntimeError as exc:
+        print(f"tunnypy probe: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render(report))
+    if args.plot:
+        plot(report, args.plot)
+        if not args.json:
+            print(f"\nPlot written to {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
