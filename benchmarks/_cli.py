@@ -288,9 +288,26 @@ def drive(args: argparse.Namespace, scenarios: list[str]) -> int:
                     progress(messages[-1])
                     continue
                 passes.append(json.loads(out.read_text()))
+                # Write after every pass, so a long run interrupted late still leaves results.
+                _write(args, scenarios, messages, passes, chart=False)
     if not passes:
         progress("no pass completed")
         return 1
+    _write(args, scenarios, messages, passes, chart=not args.no_chart)
+    if args.no_chart:
+        progress("chart skipped: --no-chart")
+    _print_summary(passes)
+    progress(f"results in {args.out}")
+    return 0 if len(passes) == len(pythons) * len(pins) else 1
+
+
+def _write(
+    args: argparse.Namespace,
+    scenarios: list[str],
+    messages: list[str],
+    passes: list[dict[str, Any]],
+    chart: bool,
+) -> None:
     meta = {
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
@@ -306,13 +323,8 @@ def drive(args: argparse.Namespace, scenarios: list[str]) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", meta, passes)
     write_markdown(args.out / "results.md", meta, passes)
-    if args.no_chart:
-        progress("chart skipped: --no-chart")
-    else:
+    if chart:
         progress(write_chart(args.out / "ratios.png", passes))
-    _print_summary(passes)
-    progress(f"results in {args.out}")
-    return 0 if len(passes) == len(pythons) * len(pins) else 1
 
 
 def _print_summary(passes: list[dict[str, Any]]) -> None:

@@ -43,7 +43,7 @@ def _contended_measure(pool: Contender, per_caller: int) -> Callable[[], Sample]
 
 def contended(config: Config) -> list[ScenarioResult]:
     """8 caller threads making synchronous calls into 4 workers."""
-    per_caller = config.size(5_000, 30)
+    per_caller = config.size(2_000, 30)
     pools = {cid: make() for cid, make in pool_contenders(WORKERS).items()}
     try:
         for pool in pools.values():
