@@ -129,6 +129,8 @@ class Core:
         self.closed_reason = "pool is closed"
         self.nested_waiting = 0
         self.next_index = 0
+        # Worker threads inside _join() on this pool (jobs closing or resizing it).
+        self.joining: set[threading.Thread] = set()
         # Counters written under ``lock``. ``completed`` and ``failed`` live
         # on each worker (written only by its thread) and are folded in here
         # when the worker leaves.
@@ -149,6 +151,12 @@ class Core:
             idle = self.idle
             if idle:
                 wrapper = idle.pop()
+                future = job.future
+                if future is not None:
+                    # Mark it running now, under the lock, as a worker popping
+                    # it from the line would: a future cancelled between here
+                    # and set_result() made that raise and killed the worker.
+                    future.set_running_or_notify_cancel()
                 job.state = RUNNING
                 job.wrapper = wrapper
                 wrapper.job = job
@@ -266,10 +274,23 @@ class Core:
             gate.release()
 
     def cancel_future(self, job: Job) -> None:
-        """Called when a submitted future was cancelled while in line."""
+        """
+        Called when a submitted future was cancelled while in line.
+
+        ``Future.cancel()`` keeps returning ``True`` once cancelled, so this
+        may run twice for one job; it counts the job once, then marks it
+        ``DONE``. A job close() refused first was counted as rejected, but the
+        caller's cancel won the future, so it moves to ``cancelled``.
+        """
         with self.lock:
+            state = job.state
+            if state == REJECTED:
+                self.rejected -= 1
+            elif state != WAITING:
+                return  # already counted
             self.cancelled += 1
-            if job.state == WAITING:
+            job.state = DONE
+            if state == WAITING:
                 try:
                     self.line.remove(job)
                 except ValueError:
@@ -305,7 +326,7 @@ class Core:
             # earlier call, so that the pool really is at *size* afterwards.
             with self.lock:
                 retirees = [w for w in self.workers if w.retiring]
-            return _join(retirees, deadline)
+            return _join(self, retirees, deadline)
         return True
 
     def _grow(self, count: int, previous: int) -> None:
@@ -431,7 +452,7 @@ class Core:
                 wrapper.waker.wake()
             log.info("pool_closed", workers=len(everyone), refused=len(refused))
         if wait:
-            return _join(everyone, deadline)
+            return _join(self, everyone, deadline)
         return not everyone
 
     # -- stats --------------------------------------------------------------
@@ -460,20 +481,41 @@ def _terminate_quietly(worker: Worker[Any, Any], index: int) -> None:
         log.exception("terminate_failed", worker=index)
 
 
-def _join(wrappers: list[WorkerWrapper], deadline: float | None) -> bool:
+def _join(core: Core, wrappers: list[WorkerWrapper], deadline: float | None) -> bool:
     """Wait for the threads of *wrappers* to end; ``False`` if the deadline passed first."""
     me = threading.current_thread()
-    done = True
-    for wrapper in wrappers:
-        thread = wrapper.thread
-        if thread is me or thread.ident is None:
-            continue  # a job resizing or closing its own pool: do not wait for ourselves
-        if deadline is None:
-            thread.join()
-        else:
-            thread.join(max(0.0, deadline - _monotonic()))
-        done = done and not thread.is_alive()
-    return done
+    # A job closing or resizing its own pool must not wait for a sibling
+    # job that is itself waiting here (two jobs each calling close() once
+    # hung for good). A worker thread joins only siblings that were not
+    # joining when it looked; waits then always point from an earlier joiner
+    # to a later one, so they cannot form a cycle.
+    mine = current_wrapper()
+    in_job = mine is not None and mine.core is core
+    if in_job:
+        with core.lock:
+            core.joining.add(me)
+    try:
+        done = True
+        for wrapper in wrappers:
+            thread = wrapper.thread
+            if thread is me or thread.ident is None:
+                continue  # a job resizing or closing its own pool: do not wait for ourselves
+            if in_job:
+                with core.lock:
+                    waits_for_us = thread in core.joining
+                if waits_for_us:
+                    done = done and not thread.is_alive()
+                    continue
+            if deadline is None:
+                thread.join()
+            else:
+                thread.join(max(0.0, deadline - _monotonic()))
+            done = done and not thread.is_alive()
+        return done
+    finally:
+        if in_job:
+            with core.lock:
+                core.joining.discard(me)
 
 
 class _JobFuture(Future[Any]):
@@ -793,7 +835,7 @@ def _close_at_exit() -> None:
     for core in cores:
         with core.lock:
             busy = [w for w in core.workers if w.job is not None]
-        _join(busy, None)
+        _join(core, busy, None)
 
 
 def _after_fork_in_child() -> None:

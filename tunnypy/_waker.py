@@ -22,6 +22,7 @@ import _thread
 import os
 import select
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["FD_BUDGET", "LockWaker", "Waker", "caller_waker", "fds_in_use", "new_waker"]
@@ -88,13 +89,21 @@ class FdWaker:
     def wake(self) -> None:
         os.eventfd_write(self._fd, 1)
 
-    def __del__(self) -> None:
+    def __del__(
+        self,
+        _close: Callable[[int], None] = os.close,
+        _lock: _thread.LockType = _budget_lock,
+    ) -> None:
         # Only here: while anything can still wake this waker it is
         # referenced, so its descriptor number cannot have been reused.
+        # The defaults keep what this needs: at interpreter exit CPython sets
+        # a module's ``_private`` globals to None before its other ones, and a
+        # waker freed in between (the main thread's, held by ``_tls``) raised.
         global _fds_in_use
-        os.close(self._fd)
-        with _budget_lock:
-            _fds_in_use -= 1
+        _close(self._fd)
+        with _lock:
+            if _fds_in_use is not None:
+                _fds_in_use -= 1
 
 
 def new_waker() -> Waker:

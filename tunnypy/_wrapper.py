@@ -72,9 +72,11 @@ class WorkerWrapper:
             while True:
                 try:
                     worker.block_until_ready()
-                except Exception:
+                except BaseException:
                     # A broken readiness check must not kill the worker; treat
-                    # it as ready so callers are still served.
+                    # it as ready so callers are still served. BaseException
+                    # too: a worker that died of SystemExit here left the pool
+                    # one worker short for good, and a size-1 pool hung.
                     log.exception("block_until_ready_failed", worker=self.index)
                 job: Job | None = None
                 with lock:
@@ -146,10 +148,14 @@ class WorkerWrapper:
             else:
                 self.failed += 1
                 job.error = outcome
-                log.debug("job_failed", worker=self.index, error=repr(outcome))
             job.state = DONE
             gate.release()
             waker = job.waker
             assert waker is not None
             waker.wake()
+            if not ok:
+                # Only after delivery, and never repr() of the user's error:
+                # a __repr__ that raised here once killed the worker while it
+                # held the gate, and its caller waited forever.
+                log.debug("job_failed", worker=self.index, error=type(outcome).__name__)
         self.job = None

@@ -1,0 +1,389 @@
+"""Faults: a broken factory, worker or job never loses a call, hangs, or kills a worker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import tunnypy
+from tests.helpers import WAIT, Call, Gate, RecordingWorker, wait_for
+
+
+class BoomError(Exception):
+    """An error a test raises on purpose."""
+
+
+def worker_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith("tunnypy-worker"))
+
+
+class Factory:
+    """Makes RecordingWorkers, raising on the calls numbered in *fail_on* (from 1)."""
+
+    def __init__(self, fail_on: set[int]) -> None:
+        self.fail_on = fail_on
+        self.calls = 0
+        self.made: list[RecordingWorker] = []
+
+    def __call__(self) -> RecordingWorker:
+        self.calls += 1
+        if self.calls in self.fail_on:
+            raise BoomError(f"factory call {self.calls}")
+        worker = RecordingWorker()
+        self.made.append(worker)
+        return worker
+
+
+class TestFactoryRaises:
+    def test_at_construction_the_error_reaches_the_caller_and_no_worker_runs(self) -> None:
+        """Pool() re-raises the factory's error; workers made before it are terminated."""
+        factory = Factory({3})
+        threads = worker_threads()
+        with pytest.raises(BoomError, match="factory call 3"):
+            tunnypy.Pool(4, factory)
+        assert len(factory.made) == 2
+        assert [w.terminated for w in factory.made] == [1, 1]
+        assert [w.processed for w in factory.made] == [0, 0]
+        assert threads == worker_threads()
+
+    def test_during_growth_the_pool_keeps_its_previous_size(self) -> None:
+        """set_size() re-raises; size, workers and service are as before, new workers terminated."""
+        factory = Factory({4})
+        pool: tunnypy.Pool[Any, Any] = tunnypy.Pool(2, factory)
+        try:
+            before = pool.stats()
+            with pytest.raises(BoomError, match="factory call 4"):
+                pool.set_size(5)
+            assert pool.size == 2
+            assert before == pool.stats()
+            assert factory.made[2].terminated == 1  # made during the failed growth
+            assert [w.terminated for w in factory.made[:2]] == [0, 0]
+            assert pool.process(7) == 7
+            pool.set_size(4)  # the next growth works
+            assert pool.stats().workers == 4
+        finally:
+            assert pool.close(timeout=WAIT)
+
+
+class TestProcessRaises:
+    @pytest.mark.parametrize("error", [BoomError("job"), KeyboardInterrupt(), SystemExit(3)])
+    def test_the_error_reaches_the_caller_and_the_worker_stays(self, error: BaseException) -> None:
+        """Exception, KeyboardInterrupt and SystemExit from a job go to its caller only."""
+        threads: list[int] = []
+
+        def job(fail: bool) -> int:
+            threads.append(threading.get_ident())
+            if fail:
+                raise error
+            return 1
+
+        pool = tunnypy.Pool.from_func(1, job)
+        try:
+            with pytest.raises(type(error)):
+                pool.process(True)
+            future = pool.submit(True)
+            assert error is future.exception(WAIT)
+            assert pool.process(False) == 1
+            assert len(set(threads)) == 1  # the same worker served every call
+            stats = pool.stats()
+            assert (stats.workers, stats.completed, stats.failed) == (1, 1, 2)
+        finally:
+            assert pool.close(timeout=WAIT)
+
+    def test_error_with_a_broken_repr_still_reaches_its_caller(self) -> None:
+        """An exception whose __repr__ raises is delivered; the worker survives (regression)."""
+
+        class UnprintableError(Exception):
+            def __repr__(self) -> str:
+                raise RuntimeError("no repr")
+
+        def job(fail: bool) -> int:
+            if fail:
+                raise UnprintableError
+            return 2
+
+        pool = tunnypy.Pool.from_func(1, job)
+        try:
+            call = Call(pool.process_timed, True, WAIT)
+            with pytest.raises(UnprintableError):
+                call.wait()
+            assert pool.process(False) == 2
+            assert pool.stats().workers == 1
+        finally:
+            assert pool.close(timeout=WAIT)
+
+
+class ReadyWorker(RecordingWorker):
+    """Its block_until_ready runs *ready* (raise, or block on an event)."""
+
+    def __init__(self, ready: Callable[[], None]) -> None:
+        super().__init__()
+        self.ready = ready
+
+    def block_until_ready(self) -> None:
+        super().block_until_ready()
+        self.ready()
+
+
+class TestBlockUntilReady:
+    @pytest.mark.parametrize("error", [BoomError("not ready"), SystemExit(1), KeyboardInterrupt()])
+    def test_raising_is_logged_and_the_worker_still_serves(
+        self, error: BaseException, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A readiness check that raises (even SystemExit) neither kills the worker nor hangs."""
+        raised = threading.Event()
+
+        def ready() -> None:
+            if not raised.is_set():
+                raised.set()
+                raise error
+
+        caplog.set_level(logging.ERROR, logger="tunnypy")
+        pool: tunnypy.Pool[Any, Any] = tunnypy.Pool(1, lambda: ReadyWorker(ready))
+        try:
+            assert Call(pool.process, 5).wait() == 5
+            assert pool.stats().workers == 1
+            assert any("block_until_ready_failed" in r.getMessage() for r in caplog.records)
+        finally:
+            assert pool.close(timeout=WAIT)
+
+    def test_blocking_forever_does_not_hang_close(self) -> None:
+        """close(timeout=...) returns False promptly; the worker ends once it is released."""
+        release = threading.Event()
+        blocked = threading.Event()
+        first = threading.Event()
+
+        def ready() -> None:
+            if first.is_set():
+                blocked.set()
+                release.wait(WAIT)
+            first.set()
+
+        worker = ReadyWorker(ready)
+        pool: tunnypy.Pool[Any, Any] = tunnypy.Pool(1, lambda: worker)
+        try:
+            assert pool.process(1) == 1
+            assert blocked.wait(WAIT)
+            assert not pool.close(timeout=0.05)
+            assert pool.closed
+            with pytest.raises(tunnypy.PoolClosedError):
+                pool.process(2)
+        finally:
+            release.set()
+        assert pool.close(timeout=WAIT)
+        assert worker.terminated == 1
+
+
+class InterruptWorker(tunnypy.BaseWorker[Gate | int, Any]):
+    """Records the order of its hooks; interrupt() runs *on_interrupt*."""
+
+    def __init__(self, on_interrupt: Callable[[], None]) -> None:
+        self.on_interrupt = on_interrupt
+        self.log: list[str] = []
+        self.stop = threading.Event()
+
+    def process(self, payload: Gate | int) -> Any:
+        self.stop.clear()
+        self.log.append(f"start {payload if isinstance(payload, int) else 'gate'}")
+        if isinstance(payload, Gate):
+            payload.started.set()
+            payload.release.wait(WAIT)
+            return "gate"
+        return payload if not self.stop.is_set() else "interrupted"
+
+    def interrupt(self) -> None:
+        self.log.append("interrupt begins")
+        self.stop.set()
+        try:
+            self.on_interrupt()
+        finally:
+            self.log.append("interrupt ends")
+
+
+class TestInterrupt:
+    def test_raising_is_logged_and_the_next_job_is_unaffected(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The caller still gets JobCancelledError; the worker's next job runs normally."""
+
+        def boom() -> None:
+            raise BoomError("interrupt")
+
+        caplog.set_level(logging.ERROR, logger="tunnypy")
+        worker = InterruptWorker(boom)
+        pool: tunnypy.Pool[Gate | int, Any] = tunnypy.Pool(1, lambda: worker)
+        try:
+            gate = Gate()
+            token = tunnypy.CancelToken()
+            call = Call(pool.process_ctx, gate, token)
+            assert gate.started.wait(WAIT)
+            token.cancel()
+            with pytest.raises(tunnypy.JobCancelledError):
+                call.wait()
+            gate.release.set()
+            assert pool.process(3) == 3
+            assert any("interrupt_failed" in r.getMessage() for r in caplog.records)
+            assert pool.stats().cancelled == 1
+        finally:
+            gate.release.set()
+            assert pool.close(timeout=WAIT)
+
+    def test_slow_the_next_job_waits_until_it_returns(self) -> None:
+        """While interrupt() runs, its worker starts nothing; the next job is not interrupted."""
+        inside = threading.Event()
+        leave = threading.Event()
+
+        def slow() -> None:
+            inside.set()
+            leave.wait(WAIT)
+
+        worker = InterruptWorker(slow)
+        pool: tunnypy.Pool[Gate | int, Any] = tunnypy.Pool(1, lambda: worker)
+        gate = Gate()
+        try:
+            token = tunnypy.CancelToken()
+            first = Call(pool.process_ctx, gate, token)
+            assert gate.started.wait(WAIT)
+            token.cancel()
+            assert inside.wait(WAIT)
+            gate.release.set()  # the first job returns while interrupt() still runs
+            second = Call(pool.process, 4)
+            wait_for(lambda: pool.queue_length == 1, "the second call to wait in line")
+            # A broken gate would start the second job in this window.
+            assert not second.done.wait(0.1)
+            assert "start 4" not in worker.log
+            leave.set()
+            assert second.wait() == 4  # not "interrupted": the stop flag was reset
+            with pytest.raises(tunnypy.JobCancelledError):
+                first.wait()
+            log = worker.log
+            assert log.index("interrupt ends") < log.index("start 4")
+        finally:
+            gate.release.set()
+            leave.set()
+            assert pool.close(timeout=WAIT)
+
+
+class TerminateRaises(RecordingWorker):
+    def terminate(self) -> None:
+        super().terminate()
+        raise BoomError("terminate")
+
+
+class TestTerminate:
+    def test_raising_is_logged_and_the_pool_is_fine(self, caplog: pytest.LogCaptureFixture) -> None:
+        """Shrinking and closing still end every thread; the error is logged, not raised."""
+        caplog.set_level(logging.ERROR, logger="tunnypy")
+        made: list[TerminateRaises] = []
+
+        def factory() -> TerminateRaises:
+            made.append(TerminateRaises())
+            return made[-1]
+
+        pool: tunnypy.Pool[Any, Any] = tunnypy.Pool(3, factory)
+        assert pool.set_size(1, wait=True, timeout=WAIT)
+        assert pool.stats().workers == 1
+        assert pool.process(6) == 6
+        assert pool.close(timeout=WAIT)
+        assert [w.terminated for w in made] == [1, 1, 1]
+        failures = [r for r in caplog.records if "terminate_failed" in r.getMessage()]
+        assert len(failures) == 3
+
+
+class TestJobUsesItsOwnPool:
+    def test_a_job_resizes_its_own_pool(self) -> None:
+        """set_size() from a job, growing and shrinking with wait=True, returns."""
+        holder: list[tunnypy.Pool[int, int]] = []
+
+        def job(size: int) -> int:
+            holder[0].set_size(size, wait=True, timeout=WAIT)
+            return holder[0].size
+
+        pool = tunnypy.Pool.from_func(2, job)
+        holder.append(pool)
+        try:
+            assert pool.process(5) == 5
+            assert pool.process(0) == 0  # retires itself too; its own result still arrives
+            # The worker that ran that job leaves after delivering it.
+            wait_for(lambda: pool.stats().workers == 0, "the last worker to leave")
+        finally:
+            assert pool.close(timeout=WAIT)
+
+    def test_a_job_closes_its_own_pool(self) -> None:
+        """close() from a job returns; the job's own caller gets its result."""
+        holder: list[tunnypy.Pool[int, bool]] = []
+
+        def job(_: int) -> bool:
+            return holder[0].close(timeout=WAIT)
+
+        pool = tunnypy.Pool.from_func(3, job)
+        holder.append(pool)
+        assert pool.process(1) in (True, False)
+        assert pool.closed
+        assert pool.close(timeout=WAIT)
+
+    @pytest.mark.parametrize("how", ["close", "set_size"])
+    def test_two_jobs_closing_their_own_pool_do_not_wait_for_each_other(self, how: str) -> None:
+        """Two jobs that each close (or shrink to 0 with wait) the pool both return (regression)."""
+        both = threading.Barrier(2, timeout=WAIT)
+        holder: list[tunnypy.Pool[int, bool]] = []
+
+        def job(_: int) -> bool:
+            both.wait()
+            if how == "close":
+                return holder[0].close()
+            return holder[0].set_size(0, wait=True)
+
+        pool = tunnypy.Pool.from_func(2, job)
+        holder.append(pool)
+        try:
+            first, second = pool.submit(1), pool.submit(2)
+            first.result(WAIT)
+            second.result(WAIT)
+        finally:
+            assert pool.close(timeout=WAIT)
+
+    def test_a_job_calling_its_own_full_pool_raises_deadlock_error(self) -> None:
+        """process() from a job on a size-1 pool raises PoolDeadlockError instead of hanging."""
+        holder: list[tunnypy.Pool[int, int]] = []
+
+        def job(depth: int) -> int:
+            return holder[0].process(depth + 1) if depth == 0 else depth
+
+        pool = tunnypy.Pool.from_func(1, job)
+        holder.append(pool)
+        try:
+            with pytest.raises(tunnypy.PoolDeadlockError, match="its own pool"):
+                Call(pool.process, 0).wait()
+            assert pool.stats().rejected == 1
+            assert pool.process(5) == 5
+        finally:
+            assert pool.close(timeout=WAIT)
+
+    def test_nested_calls_are_served_until_the_last_worker_would_wait(self) -> None:
+        """With 2 workers both running jobs, one nested call waits, the other raises; both end."""
+        both = threading.Barrier(2, timeout=WAIT)
+        holder: list[tunnypy.Pool[int, object]] = []
+
+        def job(depth: int) -> object:
+            if depth:
+                return depth
+            both.wait()
+            try:
+                return holder[0].process(1)
+            except tunnypy.PoolDeadlockError as exc:
+                return exc
+
+        pool = tunnypy.Pool.from_func(2, job)
+        holder.append(pool)
+        try:
+            futures = [pool.submit(0), pool.submit(0)]
+            outcomes = [f.result(WAIT) for f in futures]
+            assert outcomes.count(1) == 1
+            assert sum(isinstance(o, tunnypy.PoolDeadlockError) for o in outcomes) == 1
+        finally:
+            assert pool.close(timeout=WAIT)
