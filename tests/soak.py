@@ -28,6 +28,8 @@ import tunnypy
 __all__ = ["JobError", "Ledger", "TaggedWorker", "Totals", "run_stress"]
 
 MAX_SIZE = 64
+MIN_CALLS = 1000
+EXTRA = 20.0  # most seconds a run may go on past its length to reach coverage
 _JOIN = 30.0  # bound on joining a driver thread once the pool is closed
 
 # What a job does, chosen per call.
@@ -288,7 +290,7 @@ class _Driver:
             size = rng.randint(0, MAX_SIZE) if rng.random() < 0.8 else rng.randint(0, 2)
             try:
                 if rng.random() < 0.2:
-                    pool.set_size(size, wait=True, timeout=1.0)
+                    pool.set_size(size, wait=True, timeout=0.2)
                 else:
                     pool.set_size(size)
             except tunnypy.PoolClosedError:
@@ -308,10 +310,28 @@ class _Driver:
                 token.cancel()
 
 
+def covered(totals: Totals, min_resizes: int) -> bool:
+    """Whether a run has exercised every path the stress test claims to cover."""
+    with_outcomes = totals.calls >= MIN_CALLS and totals.interrupts > 0
+    return with_outcomes and totals.resizes >= min_resizes
+
+
 def run_stress(
-    seconds: float, *, callers: int = 12, submitters: int = 3, resizers: int = 2, seed: int = 0
+    seconds: float,
+    *,
+    callers: int = 12,
+    submitters: int = 3,
+    resizers: int = 2,
+    seed: int = 0,
+    min_resizes: int = 0,
 ) -> Totals:
-    """Run one round on a fresh pool for *seconds*, close it mid-traffic, and check everything."""
+    """
+    Run one round on a fresh pool, close it mid-traffic, and check everything.
+
+    The load runs for *seconds*, then on (up to ``EXTRA`` seconds more) until
+    it made ``MIN_CALLS`` calls, delivered an interrupt and resized
+    *min_resizes* times.
+    """
     ledger = Ledger()
     before = {t for t in threading.enumerate() if t.name.startswith("tunnypy-worker")}
     pool: tunnypy.Pool[Payload, Result] = tunnypy.Pool(8, lambda: TaggedWorker(ledger))
@@ -325,9 +345,21 @@ def run_stress(
     for thread in threads:
         thread.start()
     driver.stop.wait(seconds)  # the load runs for this long; nothing waits on it
+    # Then on until it has covered what the test asserts it covers (on a
+    # loaded machine 4 s may not be enough), but never past the bound.
+    give_up = time.monotonic() + seconds + EXTRA
+    while not covered(ledger.totals, min_resizes) and time.monotonic() < give_up:
+        driver.stop.wait(0.05)
     # Close while calls are still arriving: the callers stop only afterwards.
     pool.set_size(MAX_SIZE // 2)
     closed = pool.close(timeout=_JOIN)
+    late = driver.new_id()  # at least one call is certain to arrive after close()
+    try:
+        pool.process((late, OK, 0.0))
+    except Exception as exc:
+        driver.check_error(late, exc)
+    else:
+        ledger.problem("a call after close() was served")
     driver.stop.set()
     for thread in threads:
         thread.join(_JOIN)

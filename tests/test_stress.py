@@ -13,6 +13,7 @@ from tests.soak import run_stress
 
 # Seconds of load per round; CI keeps it short, STRESS_SECONDS raises it locally.
 SECONDS = float(os.environ.get("STRESS_SECONDS", "4"))
+MIN_RESIZES = 50
 
 
 class TestStress:
@@ -21,7 +22,7 @@ class TestStress:
         self, seed: int, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Under load, resizes 0-64 and close(), each call gets its own outcome exactly once."""
-        totals = run_stress(SECONDS, seed=seed)
+        totals = run_stress(SECONDS, seed=seed, min_resizes=MIN_RESIZES)
         with capsys.disabled():
             print(f"\nstress seed={seed}: {totals.summary()}")
         assert totals.problems == []
@@ -32,13 +33,13 @@ class TestStress:
         assert totals.miscounted == 0
         assert totals.leaked_threads == 0
         # The run covered what it claims to cover.
-        assert totals.calls > 1000
+        assert totals.calls >= 1000
         assert totals.results > 0
         assert totals.failed > 0
         assert totals.timeouts > 0
         assert totals.cancels > 0
         assert totals.refused > 0
-        assert totals.resizes > 50
+        assert totals.resizes >= MIN_RESIZES
         assert totals.interrupts > 0
 
 
