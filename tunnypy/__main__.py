@@ -139,7 +139,11 @@ def _in_use(limit: dict[str, Any]) -> str:
     used = limit["in_use"]
     if used is None:
         return "-"
-    return _bytes(used) if limit["unit"] == "bytes" else f"{used:,}"
+    text = _bytes(used) if limit["unit"] == "bytes" else f"{used:,}"
+    fixed = limit.get("fixed") or 0
+    if fixed >= 1:
+        text += " + " + (_bytes(fixed) if limit["unit"] == "bytes" else f"{fixed:,.0f}")
+    return text
 
 
 def _cost(limit: dict[str, Any]) -> str:
@@ -195,7 +199,8 @@ def render(report: dict[str, Any]) -> str:
     basis = report["basis"]
     lines += [
         "",
-        f"Limits, and room for more tunnypy workers ({_stack_label(basis['stack_size'])} stack):",
+        f"Limits, and room for more tunnypy workers ({_stack_label(basis['stack_size'])} stack; "
+        f"cost per worker from counts {' to '.join(f'{c:,}' for c in basis['counts'])}):",
     ]
     rows = [["limit", "value", "in use", "per worker", "room"]]
     rows += [
@@ -360,6 +365,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _marginal_costs(series: list[dict[str, Any]]) -> dict[str, float]:
+    """
+    What one more worker costs: the slope between the two largest counts.
+
+    An average would charge every thread a share of fixed costs (glibc's
+    per-thread malloc arenas stop multiplying after 8 per CPU), which
+    overstates what the next thousand threads need; with one count it is all
+    there is.
+    """
+    fields = {
+        "rss": "rss_bytes_per_thread",
+        "vm": "vm_bytes_per_thread",
+        "maps": "maps_per_thread",
+        "charge": "charge_bytes_per_thread",
+    }
+    big = series[-1]
+    small = series[-2] if len(series) > 1 else None
+    costs: dict[str, float] = {}
+    for name, field in fields.items():
+        at_big = (big[field] or 0.0) * big["count"]
+        if small is None:
+            costs[name] = at_big / big["count"]
+            continue
+        at_small = (small[field] or 0.0) * small["count"]
+        costs[name] = max(0.0, (at_big - at_small) / (big["count"] - small["count"]))
+        # What the first threads add once (the arenas): growth the slope does not explain.
+        costs[f"fixed_{name}"] = max(0.0, at_big - costs[name] * big["count"])
+    return costs
+
+
 def probe(args: argparse.Namespace) -> dict[str, Any]:
     """Run the probe described by parsed *args* and return its report."""
     progress = _progress(args.quiet or args.json)
@@ -374,16 +409,11 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
                     spec = {"mode": "measure", "kind": kind, "count": count, "stack_size": stack}
                     measurements.append(run_child(spec, progress.update, 120 + count * 0.05))
                     progress.end()
-        basis = max(
-            (m for m in measurements if m["stack_size"] == stacks[-1]),
-            key=lambda m: (m["kind"] == "worker", m["count"]),
+        series = sorted(
+            (m for m in measurements if m["stack_size"] == stacks[-1] and m["kind"] == "worker"),
+            key=lambda m: m["count"],
         )
-        costs = {
-            "rss": basis["rss_bytes_per_thread"],
-            "vm": basis["vm_bytes_per_thread"],
-            "maps": basis["maps_per_thread"],
-            "charge": basis["charge_bytes_per_thread"] or 0.0,
-        }
+        costs = _marginal_costs(series)
         limits = read_limits(costs, args.rlimit_as or None)
         binding = estimate(limits)
         report: dict[str, Any] = {
@@ -394,7 +424,11 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
             "counts": args.counts,
             "stack_sizes": stacks,
             "measurements": measurements,
-            "basis": {"kind": basis["kind"], "count": basis["count"], "stack_size": stacks[-1]},
+            "basis": {
+                "kind": "worker",
+                "counts": [m["count"] for m in series[-2:]],
+                "stack_size": stacks[-1],
+            },
             "costs": costs,
             "limits": limits,
             "binding": binding,

@@ -210,12 +210,15 @@ def read_limits(costs: dict[str, float], rlimit_as: int | None = None) -> list[d
 
     Args:
         costs: What one more thread costs: ``maps`` (memory mappings), ``rss``
-            and ``vm`` (bytes) and ``charge`` (bytes the cgroup is charged).
+            and ``vm`` (bytes) and ``charge`` (bytes the cgroup is charged);
+            ``fixed_maps`` and ``fixed_vm``, what the first threads add once
+            (glibc's malloc arenas), count as in use.
         rlimit_as: The ``RLIMIT_AS`` the to-the-limit run will use, if lowered.
 
     Each limit is a dict: ``name``, ``value`` (``None`` for none), ``in_use``,
-    ``unit``, ``cost`` per thread, ``room`` (threads this process could still
-    add under it, ``None`` if it does not bind), ``enforced`` and ``source``.
+    ``unit``, ``cost`` per thread, ``fixed`` (added once), ``room`` (threads
+    this process could still add under it, ``None`` if it does not bind),
+    ``enforced``, ``source`` and ``note``.
     """
     me = snapshot()
     tasks = system_threads()
@@ -233,10 +236,11 @@ def read_limits(costs: dict[str, float], rlimit_as: int | None = None) -> list[d
         source: str | None,
         enforced: bool = True,
         note: str = "",
+        fixed: float = 0.0,
     ) -> None:
         room: int | None = None
         if value is not None and enforced:
-            room = max(0, int((value - (in_use or 0)) / max(cost, 1e-9)))
+            room = max(0, int((value - (in_use or 0) - fixed) / max(cost, 1e-9)))
         limits.append(
             {
                 "name": name,
@@ -248,6 +252,7 @@ def read_limits(costs: dict[str, float], rlimit_as: int | None = None) -> list[d
                 "enforced": enforced,
                 "source": source,
                 "note": note,
+                "fixed": fixed,
             }
         )
 
@@ -288,6 +293,7 @@ def read_limits(costs: dict[str, float], rlimit_as: int | None = None) -> list[d
         cost=max(costs.get("maps", 2.0), 1.0),
         source="/proc/sys/vm/max_map_count",
         note="per process; a thread stack and its guard page are two",
+        fixed=costs.get("fixed_maps", 0.0),
     )
     pids = cgroup_limit("pids", ("pids.max", "pids.current"), ("pids.max", "pids.current"))
     add(
@@ -330,6 +336,7 @@ def read_limits(costs: dict[str, float], rlimit_as: int | None = None) -> list[d
         cost=max(costs.get("vm", 0.0), 1.0),
         source="getrlimit(RLIMIT_AS)" if rlimit_as is None else "--rlimit-as",
         note="virtual memory: every thread reserves its whole stack",
+        fixed=costs.get("fixed_vm", 0.0),
     )
     if _read_int("/proc/sys/vm/overcommit_memory") == 2:
         add(
