@@ -103,6 +103,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="directory for results.json, results.md, ratios.png (default benchmarks/results)",
     )
     parser.add_argument("--no-chart", action="store_true", help="do not draw ratios.png")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the passes already in OUT/results.json for interpreters and pinnings "
+        "not run this time (to add an interpreter to an earlier run)",
+    )
     # Internal: one pass in this process, results to a JSON file.
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-pin", default="unpinned", help=argparse.SUPPRESS)
@@ -131,8 +137,13 @@ def run_pass(config: Config, scenarios: list[str], pin: str) -> dict[str, Any]:
         "cpus_allowed": sorted(os.sched_getaffinity(0)),
         "skipped": skipped,
         "elapsed_s": time.perf_counter() - started,
+        "finished": _now(),
         "results": results,
     }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _probe(executable: str, version: str, env: dict[str, str] | None = None) -> str | None:
@@ -266,7 +277,8 @@ def drive(args: argparse.Namespace, scenarios: list[str]) -> int:
         messages.append("pinned half skipped: taskset missing or CPU 0 not available")
         progress(messages[-1])
         pins.remove("pinned")
-    passes = []
+    passes: list[dict[str, Any]] = []
+    kept = _earlier_passes(args, {(i.version, pin) for i in pythons for pin in pins})
     with tempfile.TemporaryDirectory(prefix="tunnypy-bench-") as tmp:
         for interp in pythons:
             for pin in pins:
@@ -289,16 +301,27 @@ def drive(args: argparse.Namespace, scenarios: list[str]) -> int:
                     continue
                 passes.append(json.loads(out.read_text()))
                 # Write after every pass, so a long run interrupted late still leaves results.
-                _write(args, scenarios, messages, passes, chart=False)
+                _write(args, scenarios, messages, kept + passes, chart=False)
     if not passes:
         progress("no pass completed")
         return 1
-    _write(args, scenarios, messages, passes, chart=not args.no_chart)
+    _write(args, scenarios, messages, kept + passes, chart=not args.no_chart)
     if args.no_chart:
         progress("chart skipped: --no-chart")
     _print_summary(passes)
     progress(f"results in {args.out}")
     return 0 if len(passes) == len(pythons) * len(pins) else 1
+
+
+def _earlier_passes(args: argparse.Namespace, running: set[tuple[str, str]]) -> list[Any]:
+    """With ``--update``, the passes of the previous results that this run does not redo."""
+    path = args.out / "results.json"
+    if not args.update or not path.exists():
+        return []
+    earlier = json.loads(path.read_text())["passes"]
+    kept = [p for p in earlier if (p["python"], p["pin"]) not in running]
+    progress(f"--update: keeping {len(kept)} earlier pass(es) from {path}")
+    return kept
 
 
 def _write(
@@ -309,7 +332,7 @@ def _write(
     chart: bool,
 ) -> None:
     meta = {
-        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": _now(),
         "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
         "smoke": args.smoke,
         "rounds": args.rounds,
@@ -320,6 +343,7 @@ def _write(
         "tunnypy_commit": _git_commit(),
         "messages": messages,
     }
+    passes = sorted(passes, key=lambda p: (tuple(map(int, p["python"].split("."))), p["pin"]))
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", meta, passes)
     write_markdown(args.out / "results.md", meta, passes)

@@ -166,6 +166,11 @@ def markdown(meta: dict[str, Any], passes: list[Pass]) -> str:
     for version, pins in versions.items():
         lines += ["", f"## Python {version}", ""]
         for pin, p in pins.items():
+            lines.append(
+                f"*{pin}: Python {p.get('python_full', version)}, pass finished "
+                f"{p.get('finished', '?')} after {p['elapsed_s']:.0f} s.*"
+            )
+            lines.append("")
             if p.get("skipped"):
                 skipped = "; ".join(f"{k}: {v}" for k, v in p["skipped"].items())
                 lines.append(f"*{pin}: skipped contenders — {skipped}*")
