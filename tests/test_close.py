@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -153,3 +154,49 @@ class TestFromInsideAJob:
         with tunnypy.Pool.from_func(3, job) as pool:
             holder.append(pool)
             assert pool.process(2) == 2
+
+
+class TestClosedComesFirst:
+    def test_expired_deadline_on_a_closed_pool_is_a_closed_error(self) -> None:
+        """On a closed pool, a zero timeout or a dead token still raises PoolClosedError."""
+        pool = tunnypy.Pool.from_func(1, identity)
+        pool.close()
+        with pytest.raises(tunnypy.PoolClosedError):
+            pool.process_timed(1, 0)
+        token = tunnypy.CancelToken()
+        token.cancel()
+        with pytest.raises(tunnypy.PoolClosedError):
+            pool.process_ctx(1, token)
+        with pytest.raises(tunnypy.PoolClosedError):
+            pool.process_ctx(1, tunnypy.CancelToken(timeout=0))
+        stats = pool.stats()
+        assert (stats.rejected, stats.timed_out, stats.cancelled) == (3, 0, 0)
+
+    def test_retired_worker_skips_a_last_block_until_ready(self) -> None:
+        """A busy worker retired by set_size(0) leaves without calling block_until_ready again."""
+        gate = Gate()
+        worker = RecordingWorker()
+        with tunnypy.Pool(1, lambda: worker) as pool:
+            busy = pool.submit(gate)
+            assert gate.started.wait(WAIT)
+            readied = worker.readied
+            pool.set_size(0)
+            gate.release.set()
+            busy.result(WAIT)
+            assert pool.set_size(0, wait=True, timeout=WAIT)
+            assert worker.readied == readied
+
+
+class TestSubmitFromAJob:
+    def test_submit_on_own_full_pool_is_not_a_deadlock(self) -> None:
+        """submit() never blocks, so a job may queue work on its own full pool."""
+        holder: list[tunnypy.Pool[int, object]] = []
+
+        def job(n: int) -> object:
+            return holder[0].submit(n - 1) if n else "leaf"
+
+        with tunnypy.Pool.from_func(1, job) as pool:
+            holder.append(pool)
+            inner = pool.process(1)
+            assert isinstance(inner, Future)
+            assert inner.result(WAIT) == "leaf"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, Call, Gate, RecordingWorker, double, wait_for
+from tests.helpers import WAIT, Call, Gate, RecordingWorker, double, identity, wait_for
 
 
 def fail(payload: object) -> object:
@@ -232,3 +232,12 @@ class TestErrors:
         """A BaseWorker subclass is a Worker."""
         worker: Any = RecordingWorker()
         assert isinstance(worker, tunnypy.Worker)
+
+
+class TestFreeAgainOnReturn:
+    def test_try_process_right_after_process_finds_the_worker_free(self) -> None:
+        """A function worker is free again before its caller wakes: try_process never says busy."""
+        with tunnypy.Pool.from_func(1, identity) as pool:
+            for i in range(2000):
+                assert pool.process(i) == i
+                assert pool.try_process(i) == i

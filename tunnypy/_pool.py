@@ -144,34 +144,42 @@ class Core:
 
     def dispatch(self, job: Job, *, wait: bool = True) -> None:
         """Hand *job* to a parked worker, or put it in line; refuse it if closed."""
-        with self.lock:
-            if self.closed:
-                self.rejected += 1
-                raise PoolClosedError(self.closed_reason)
-            idle = self.idle
-            if idle:
-                wrapper = idle.pop()
-                future = job.future
-                if future is not None:
-                    # Mark it running now, under the lock, as a worker popping
-                    # it from the line would: a future cancelled between here
-                    # and set_result() made that raise and killed the worker.
-                    future.set_running_or_notify_cancel()
-                job.state = RUNNING
-                job.wrapper = wrapper
-                wrapper.job = job
-            else:
-                if not wait:
-                    self.rejected += 1
-                    raise PoolBusyError("no worker is free")
-                if self.max_waiting is not None and len(self.line) >= self.max_waiting:
-                    self.rejected += 1
-                    msg = f"waiting line is full (max_waiting={self.max_waiting})"
-                    raise PoolBusyError(msg)
-                self._check_nested(job)
-                self.line.append(job)
-                return
-        wrapper.waker.wake()
+        lock = self.lock
+        lock.acquire()
+        idle = self.idle
+        if idle:  # never true once closed: close() empties it
+            wrapper = idle.pop()
+            future = job.future
+            if future is not None:
+                # Mark it running now, under the lock, as a worker popping
+                # it from the line would: a future cancelled between here
+                # and set_result() made that raise and killed the worker.
+                future.set_running_or_notify_cancel()
+            job.state = RUNNING
+            job.wrapper = wrapper
+            wrapper.job = job
+            lock.release()
+            wrapper.waker.wake()
+            return
+        try:
+            self._enqueue_locked(job, wait)
+        finally:
+            lock.release()
+
+    def _enqueue_locked(self, job: Job, wait: bool) -> None:
+        if self.closed:
+            self.rejected += 1
+            raise PoolClosedError(self.closed_reason)
+        if not wait:
+            self.rejected += 1
+            raise PoolBusyError("no worker is free")
+        if self.max_waiting is not None and len(self.line) >= self.max_waiting:
+            self.rejected += 1
+            msg = f"waiting line is full (max_waiting={self.max_waiting})"
+            raise PoolBusyError(msg)
+        if job.future is None:  # a future never blocks its caller
+            self._check_nested(job)
+        self.line.append(job)
 
     def _check_nested(self, job: Job) -> None:
         # A job that calls its own pool waits for a worker while holding one.
@@ -243,6 +251,7 @@ class Core:
         or the pool's close() already refused it.
         """
         gate = job.gate
+        assert gate is not None  # futures are never withdrawn
         gate.acquire()  # waits only while the worker is delivering
         try:
             if job.state >= DONE:
@@ -299,7 +308,11 @@ class Core:
                     self.nested_waiting -= 1
 
     def count_refused(self, reason: str) -> None:
+        """Count a call refused at entry; a closed pool's refusal comes first."""
         with self.lock:
+            if self.closed:
+                self.rejected += 1
+                raise PoolClosedError(self.closed_reason)
             if reason == _TIMED_OUT:
                 self.timed_out += 1
             else:
@@ -630,9 +643,20 @@ class Pool(Generic[P, R]):
         core = self._core
         if core.check is not None:
             core.check(payload)
-        job = Job(payload, _copy_context(), caller_waker())
+        waker = caller_waker()
+        job = Job(payload, _copy_context(), waker)
         core.dispatch(job)
-        return core.await_outcome(job, None, None)  # type: ignore[no-any-return]
+        if job.state < DONE:
+            try:
+                wait = waker.wait_forever
+                while job.state < DONE:
+                    wait()
+            except BaseException:
+                core.withdraw(job, _CANCELLED)  # Ctrl-C: the caller gave up
+                raise
+        if job.error is None and job.state == DONE:
+            return job.result  # type: ignore[no-any-return]
+        return core.outcome(job)  # type: ignore[no-any-return]
 
     def process_timed(self, payload: P, timeout: float) -> R:
         """
@@ -654,7 +678,8 @@ class Pool(Generic[P, R]):
         if timeout <= 0:
             core.count_refused(_TIMED_OUT)
             raise JobTimedOutError("job did not finish before its deadline")
-        job = Job(payload, _copy_context(), caller_waker())
+        waker = caller_waker()
+        job = Job(payload, _copy_context(), waker)
         core.dispatch(job)
         if math.isinf(deadline):
             return core.await_outcome(job, None, None)  # type: ignore[no-any-return]
@@ -717,7 +742,8 @@ class Pool(Generic[P, R]):
         core = self._core
         if core.check is not None:
             core.check(payload)
-        job = Job(payload, _copy_context(), caller_waker())
+        waker = caller_waker()
+        job = Job(payload, _copy_context(), waker)
         core.dispatch(job, wait=False)
         return core.await_outcome(job, None, None)  # type: ignore[no-any-return]
 

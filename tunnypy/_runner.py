@@ -4,12 +4,10 @@ SingleRunner: the article's single-concurrency runner, on a one-worker pool.
 The runner owns a :class:`Pool` of size 1 and a ``running`` flag. ``run()``
 sets the flag (or returns ``False`` because it is already set) and submits
 the function; the job clears the flag as its last act. The flag, not the
-pool's idle list, decides "busy": the worker delivers the job's outcome
-before it parks again, so asking the pool (``try_submit``) right after a
-function returned could refuse the next one. With the flag, the next call is
-accepted the moment the function has returned and waits in the pool's line
-for those few instructions at most; the flag guarantees it is the only one
-there.
+pool's idle list, decides "busy": the job clears it while still inside the
+worker, so the next call is accepted the moment the function has returned and
+waits in the pool's line for the few instructions until the worker offers
+itself again; the flag guarantees it is the only one there.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import os
 import select
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 __all__ = ["FD_BUDGET", "LockWaker", "Waker", "caller_waker", "fds_in_use", "new_waker"]
@@ -38,18 +39,26 @@ _TIMEOUT_MAX = threading.TIMEOUT_MAX
 
 
 class Waker(Protocol):
+    # ``wake`` and ``wait_forever`` are plain callables, not methods: where
+    # they can be C functions (an eventfd's), a round trip runs fewer Python
+    # frames.
+    @property
+    def wake(self) -> Callable[[], object]: ...
+    @property
+    def wait_forever(self) -> Callable[[], object]: ...
+
     def wait(self, timeout: float | None = None) -> bool: ...
-    def wake(self) -> None: ...
 
 
 class LockWaker:
     """A waker built on a raw lock: held means "no wake pending"."""
 
-    __slots__ = ("_lock",)
+    __slots__ = ("_lock", "wait_forever")
 
     def __init__(self) -> None:
         self._lock = _thread.allocate_lock()
         self._lock.acquire()
+        self.wait_forever: Callable[[], object] = self._lock.acquire
 
     def wait(self, timeout: float | None = None) -> bool:
         if timeout is None:
@@ -66,11 +75,13 @@ class LockWaker:
 class FdWaker:
     """A waker built on an eventfd (Linux)."""
 
-    __slots__ = ("_fd", "_poll")
+    __slots__ = ("_fd", "_poll", "wait_forever", "wake")
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._poll: select.poll | None = None
+        self.wake = partial(os.eventfd_write, fd, 1)
+        self.wait_forever = partial(os.eventfd_read, fd)
 
     def wait(self, timeout: float | None = None) -> bool:
         if timeout is None:
@@ -85,9 +96,6 @@ class FdWaker:
             return False
         os.eventfd_read(self._fd)
         return True
-
-    def wake(self) -> None:
-        os.eventfd_write(self._fd, 1)
 
     def __del__(
         self,

@@ -18,12 +18,17 @@ from typing import TYPE_CHECKING, Any
 from ._job import DONE, RUNNING, Job, set_current_wrapper
 from ._log import log
 from ._waker import new_waker
+from ._worker import BaseWorker
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._pool import Core
     from ._worker import Worker
 
 __all__ = ["WorkerWrapper"]
+
+_NO_OP_READY = BaseWorker.block_until_ready
 
 
 class WorkerWrapper:
@@ -61,69 +66,103 @@ class WorkerWrapper:
         )
 
     def _run(self) -> None:
-        core = self.core
         worker = self.worker
-        lock = core.lock
-        line = core.line
-        idle = core.idle
+        ready = worker.block_until_ready
+        # A worker whose block_until_ready is BaseWorker's no-op is ready again
+        # the moment its job returns, so it offers itself *before* delivering
+        # the outcome: the caller it wakes finds it free (``try_process``
+        # right after ``process`` succeeds) and the hot path skips a frame.
+        eager = getattr(type(worker), "block_until_ready", None) is _NO_OP_READY
+        process = worker.process
+        offer = self._offer
+        deliver = self._deliver
         set_current_wrapper(self)
         log.debug("worker_started", worker=self.index)
         try:
+            job: Job | None = None
             while True:
-                try:
-                    worker.block_until_ready()
-                except BaseException:
-                    # A broken readiness check must not kill the worker; treat
-                    # it as ready so callers are still served. BaseException
-                    # too: a worker that died of SystemExit here left the pool
-                    # one worker short for good, and a size-1 pool hung.
-                    log.exception("block_until_ready_failed", worker=self.index)
-                job: Job | None = None
-                with lock:
-                    if self.retiring:
-                        break
-                    while line:
-                        job = line.popleft()
-                        if job.nested:
-                            core.nested_waiting -= 1
-                        future = job.future
-                        if future is not None and not future.set_running_or_notify_cancel():
-                            job = None  # cancelled while in line
-                            continue
-                        job.state = RUNNING
-                        job.wrapper = self
-                        self.job = job
-                        break
-                    if job is None:
-                        idle.append(self)
                 if job is None:
-                    job = self._park()
+                    if self.retiring:
+                        break  # no last block_until_ready on the way out
+                    if not eager:
+                        self._block_until_ready(ready)
+                    job = offer() or self._await_job()
                     if job is None:
-                        break
-                self._serve(job)
+                        break  # retired
+                ok = False
+                outcome: Any = None
+                if not job.withdrawn:  # else its caller gave up before it started
+                    try:
+                        outcome = job.context.run(process, job.payload)
+                        ok = True
+                    except BaseException as exc:  # delivered, as ThreadPoolExecutor does
+                        outcome = exc
+                if eager:
+                    following = offer()
+                    deliver(job, ok, outcome)
+                    job = following or self._await_job()
+                    if job is None:
+                        break  # retired
+                else:
+                    deliver(job, ok, outcome)
+                    self.job = job = None
+                outcome = None
         finally:
-            core.worker_exited(self)
+            self.core.worker_exited(self)
 
-    def _park(self) -> Job | None:
-        """Sleep on the idle stack until handed a job (returned) or retired (``None``)."""
-        waker = self.waker
+    def _block_until_ready(self, ready: Callable[[], None]) -> None:
+        try:
+            ready()
+        except BaseException:
+            # A broken readiness check must not kill the worker; treat it as
+            # ready so callers are still served. BaseException too: a worker
+            # that died of SystemExit here left the pool one worker short for
+            # good, and a size-1 pool hung.
+            log.exception("block_until_ready_failed", worker=self.index)
+
+    def _offer(self) -> Job | None:
+        """
+        Take the first live job in line, or park on the idle stack.
+
+        Returns the job taken, or ``None`` when parked or retiring; either
+        way ``self.job`` is then the job taken or ``None``.
+        """
+        core = self.core
+        lock = core.lock
+        lock.acquire()
+        try:
+            if not self.retiring:
+                line = core.line
+                while line:
+                    job = line.popleft()
+                    if job.nested:
+                        core.nested_waiting -= 1
+                    future = job.future
+                    if future is not None and not future.set_running_or_notify_cancel():
+                        continue  # cancelled while in line
+                    job.state = RUNNING
+                    job.wrapper = self
+                    self.job = job
+                    return job
+                core.idle.append(self)
+            self.job = None
+            return None
+        finally:
+            lock.release()
+
+    def _await_job(self) -> Job | None:
+        """Sleep until a caller hands us a job (returned) or we are retired (``None``)."""
+        wait = self.waker.wait_forever
         while True:
-            waker.wait()
-            job = self.job
+            job = self.job  # a caller sets it, under the pool's lock, before waking us
             if job is not None:
                 return job
             if self.retiring:
                 return None
+            wait()
 
-    def _serve(self, job: Job) -> None:
-        ok = False
-        outcome: Any = None
-        if not job.withdrawn:  # else its caller gave up before it started
-            try:
-                outcome = job.context.run(self.worker.process, job.payload)
-                ok = True
-            except BaseException as exc:  # delivered, as ThreadPoolExecutor does
-                outcome = exc
+    def _deliver(self, job: Job, ok: bool, outcome: Any) -> None:
+        """Hand *outcome* to the job's caller, unless the caller gave up on it."""
         future = job.future
         if future is not None:
             if ok:
@@ -132,7 +171,6 @@ class WorkerWrapper:
             else:
                 self.failed += 1
                 future.set_exception(outcome)
-            self.job = None
             return
         gate = job.gate
         # Blocks while a caller that gave up is inside interrupt(), so that
@@ -141,21 +179,18 @@ class WorkerWrapper:
         if job.withdrawn:
             gate.release()
             log.debug("job_abandoned", worker=self.index, completed=ok)
+            return
+        if ok:
+            self.completed += 1
+            job.result = outcome
         else:
-            if ok:
-                self.completed += 1
-                job.result = outcome
-            else:
-                self.failed += 1
-                job.error = outcome
-            job.state = DONE
-            gate.release()
-            waker = job.waker
-            assert waker is not None
-            waker.wake()
-            if not ok:
-                # Only after delivery, and never repr() of the user's error:
-                # a __repr__ that raised here once killed the worker while it
-                # held the gate, and its caller waited forever.
-                log.debug("job_failed", worker=self.index, error=type(outcome).__name__)
-        self.job = None
+            self.failed += 1
+            job.error = outcome
+        job.state = DONE
+        gate.release()
+        job.waker.wake()  # type: ignore[union-attr]
+        if not ok:
+            # Only after delivery, and never repr() of the user's error: a
+            # __repr__ that raised here once killed the worker while it held
+            # the gate, and its caller waited forever.
+            log.debug("job_failed", worker=self.index, error=type(outcome).__name__)
