@@ -52,6 +52,7 @@ P = TypeVar("P")
 R = TypeVar("R")
 
 _monotonic = time.monotonic
+_INF = math.inf
 _copy_context = contextvars.copy_context
 
 # Why a caller stopped waiting before its job was done.
@@ -671,19 +672,39 @@ class Pool(Generic[P, R]):
             PoolClosedError: The pool was closed before a worker took the job.
             TypeError, ValueError: *timeout* is not a non-negative number.
         """
-        deadline = _monotonic() + check_timeout(timeout, "timeout")
+        kind = type(timeout)
+        if (kind is float or kind is int) and 0 < timeout < _INF:
+            deadline = _monotonic() + timeout  # the common case, checked cheaply
+        else:
+            deadline = _monotonic() + check_timeout(timeout, "timeout")
         core = self._core
         if core.check is not None:
             core.check(payload)
         if timeout <= 0:
             core.count_refused(_TIMED_OUT)
             raise JobTimedOutError("job did not finish before its deadline")
+        if deadline == _INF:
+            return self.process(payload)
         waker = caller_waker()
         job = Job(payload, _copy_context(), waker)
         core.dispatch(job)
-        if math.isinf(deadline):
-            return core.await_outcome(job, None, None)  # type: ignore[no-any-return]
-        return core.await_outcome(job, deadline, None)  # type: ignore[no-any-return]
+        # Inline rather than await_outcome(): this is the hot path.
+        if job.state < DONE:
+            wait = waker.wait
+            try:
+                while job.state < DONE:
+                    remaining = deadline - _monotonic()
+                    if remaining <= 0:
+                        break
+                    wait(remaining)
+            except BaseException:
+                core.withdraw(job, _CANCELLED)  # Ctrl-C: the caller gave up
+                raise
+            if job.state < DONE and core.withdraw(job, _TIMED_OUT):
+                raise JobTimedOutError("job did not finish before its deadline")
+        if job.error is None and job.state == DONE:
+            return job.result  # type: ignore[no-any-return]
+        return core.outcome(job)  # type: ignore[no-any-return]
 
     def process_ctx(self, payload: P, token: CancelToken) -> R:
         """
