@@ -147,10 +147,15 @@ class PoolMachine(RuleBasedStateMachine):
 
     @rule()
     def process_timed_zero(self) -> None:
-        """A zero timeout has already expired, open pool or closed."""
-        with pytest.raises(tunnypy.JobTimedOutError):
-            self.pool.process_timed(1, 0)
-        self.count("timed_out")
+        """A zero timeout has already expired; a closed pool refuses it first."""
+        if self.closed:
+            with pytest.raises(tunnypy.PoolClosedError):
+                self.pool.process_timed(1, 0)
+            self.count("rejected")
+        else:
+            with pytest.raises(tunnypy.JobTimedOutError):
+                self.pool.process_timed(1, 0)
+            self.count("timed_out")
 
     # -- gated calls --------------------------------------------------------------
 
