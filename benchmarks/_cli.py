@@ -104,6 +104,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-chart", action="store_true", help="do not draw ratios.png")
     parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: redraw results.md and ratios.png from OUT/results.json",
+    )
+    parser.add_argument(
         "--update",
         action="store_true",
         help="keep the passes already in OUT/results.json for interpreters and pinnings "
@@ -121,6 +126,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_pass(config: Config, scenarios: list[str], pin: str) -> dict[str, Any]:
     """Run *scenarios* in this process; return the pass as JSON-ready data."""
     started = time.perf_counter()
+    commit = _git_commit()  # others may edit the tree during a long run: note it per pass
     results = []
     for name in scenarios:
         progress(f"[{platform.python_version()} {pin}] {name}")
@@ -138,6 +144,7 @@ def run_pass(config: Config, scenarios: list[str], pin: str) -> dict[str, Any]:
         "skipped": skipped,
         "elapsed_s": time.perf_counter() - started,
         "finished": _now(),
+        "tunnypy_commit": commit,
         "results": results,
     }
 
@@ -366,6 +373,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scenarios = args.scenario or list(SCENARIOS)
     scenarios = [s for s in SCENARIOS if s in scenarios]  # run in the suite's order
+    if args.report_only:
+        data = json.loads((args.out / "results.json").read_text())
+        meta, passes = data["meta"], data["passes"]
+        write_markdown(args.out / "results.md", meta, passes)
+        progress(
+            "chart skipped: --no-chart"
+            if args.no_chart
+            else write_chart(args.out / "ratios.png", passes)
+        )
+        return 0
     if args.child_out is not None:
         data = run_pass(Config(smoke=args.smoke, rounds=args.rounds), scenarios, args.child_pin)
         args.child_out.write_text(json.dumps(data))

@@ -131,7 +131,8 @@ def markdown(meta: dict[str, Any], passes: list[Pass]) -> str:
         "",
         f"Generated {meta['generated']} by `{meta['command']}` "
         f"({'smoke' if meta['smoke'] else 'full'} sizes, {meta['rounds']} rounds per scenario) "
-        f"on {meta['cpu']} ({meta['cpus']} CPUs), tunnypy {meta['tunnypy_commit']}.",
+        f"on {meta['cpu']} ({meta['cpus']} CPUs); tunnypy {meta['tunnypy_commit']} when written "
+        "(each pass below notes the tree it ran on).",
         "",
         "Every scenario runs its contenders interleaved in one process, rotating the order "
         "each round; the median is over rounds and the spread is the interquartile range "
@@ -168,7 +169,8 @@ def markdown(meta: dict[str, Any], passes: list[Pass]) -> str:
         for pin, p in pins.items():
             lines.append(
                 f"*{pin}: Python {p.get('python_full', version)}, pass finished "
-                f"{p.get('finished', '?')} after {p['elapsed_s']:.0f} s.*"
+                f"{p.get('finished', '(not recorded)')} after {p['elapsed_s']:.0f} s, "
+                f"tunnypy {p.get('tunnypy_commit', '(not recorded)')}.*"
             )
             lines.append("")
             if p.get("skipped"):

@@ -138,6 +138,7 @@ def _fetch_new_connection(port: int, path: str) -> int:
 
 def _measure(submit: Callable[[str], Future[int]], n: int) -> Callable[[], Sample]:
     def measure() -> Sample:
+        at_start = open_sockets()
         with sampled_peak() as peak:
             start = time.perf_counter()
             futures = [submit(f"/r/{i}") for i in range(n)]
@@ -146,7 +147,9 @@ def _measure(submit: Callable[[str], Future[int]], n: int) -> Callable[[], Sampl
         bad = sum(1 for s in statuses if s != 200)
         if bad:
             raise RuntimeError(f"{bad} of {n} requests did not return 200")
-        return Sample(n / took, {"peak_sockets": float(peak())})
+        return Sample(
+            n / took, {"peak_sockets": float(peak()), "sockets_at_start": float(at_start)}
+        )
 
     return measure
 
@@ -228,7 +231,9 @@ def io_service(config: Config) -> list[ScenarioResult]:
             notes=(
                 f"{n} GET requests per round to a stdlib ThreadingHTTPServer (HTTP/1.1, "
                 "child process, 127.0.0.1), all submitted then awaited; peak_sockets: "
-                f"open sockets in this process sampled every {SAMPLE_EVERY * 1000:g} ms"
+                f"open sockets in this process sampled every {SAMPLE_EVERY * 1000:g} ms, "
+                "which for the other rows include tunnypy's idle keep-alive connections "
+                "(sockets_at_start)"
             ),
         )
     ]
