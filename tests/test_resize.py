@@ -168,3 +168,29 @@ class TestSizeReading:
             with pytest.raises(error, match=match):
                 pool.set_size(value)
             assert pool.stats() == before
+
+
+class TestGrowRacingClose:
+    def test_failed_growth_after_close_leaves_size_zero(self) -> None:
+        """A factory that fails after close() ran does not bring the old size back."""
+        entered = threading.Event()
+        release = threading.Event()
+        calls: list[int] = []
+
+        def factory() -> RecordingWorker:
+            calls.append(1)
+            if len(calls) > 1:
+                entered.set()
+                if not release.wait(WAIT):
+                    raise AssertionError("factory never released")
+                raise OSError("factory failed late")
+            return RecordingWorker()
+
+        pool = tunnypy.Pool(1, factory)
+        grow = Call(pool.set_size, 2)
+        assert entered.wait(WAIT)
+        assert pool.close(timeout=WAIT)
+        release.set()
+        with pytest.raises(OSError, match="factory failed late"):
+            grow.wait()
+        assert pool.size == 0

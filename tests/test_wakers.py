@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import select
+import signal
 import subprocess
 import sys
 import textwrap
@@ -64,3 +67,29 @@ class TestWakers:
         assert word == "ok"
         assert int(eventfds) <= _waker.FD_BUDGET
         assert int(open_fds) < 1024
+
+
+class TestAfterFork:
+    def test_budget_lock_held_at_fork_is_free_in_the_child(self) -> None:
+        """A fork while the fd-budget lock is held leaves the child able to make wakers."""
+        read_end, write_end = os.pipe()
+        with _waker._budget_lock:  # as another thread would, mid-update
+            pid = os.fork()
+            if pid == 0:  # the child: exit at once whatever happens
+                try:
+                    _waker.new_waker()
+                    os.write(write_end, b"ok")
+                finally:
+                    os._exit(0)
+        os.close(write_end)
+        try:
+            # A child stuck on the lock would never write: bound the wait.
+            ready = select.select([read_end], [], [], WAIT)[0]
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            assert ready, "the child hung making a waker"
+            assert os.read(read_end, 2) == b"ok"
+            assert os.waitstatus_to_exitcode(status) == 0
+        finally:
+            os.close(read_end)

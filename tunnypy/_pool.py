@@ -355,7 +355,8 @@ class Core:
             for worker in made:
                 _terminate_quietly(worker, -1)
             with self.lock:
-                self.size = previous
+                if not self.closed:  # close() has set it to 0 for good
+                    self.size = previous
             raise
         with self.lock:
             if self.closed:
@@ -385,7 +386,8 @@ class Core:
                     _terminate_quietly(w.worker, w.index)
                 self._retire(started)
                 with self.lock:
-                    self.size = previous
+                    if not self.closed:
+                        self.size = previous
                 raise
 
     def _shrink(self, count: int) -> None:
@@ -492,7 +494,7 @@ class Core:
 def _terminate_quietly(worker: Worker[Any, Any], index: int) -> None:
     try:
         worker.terminate()
-    except Exception:
+    except BaseException:  # SystemExit too: it must not end a worker thread noisily
         log.exception("terminate_failed", worker=index)
 
 

@@ -153,8 +153,13 @@ def caller_waker() -> Waker:
 def _after_fork_in_child() -> None:
     # The child shares its parent's eventfds; a wake written in one process
     # would be read in the other. Forget every caller waker made before fork.
+    # Another thread may have held the budget lock at fork: the child's copy
+    # would stay locked for good. A raw lock may be released by any thread,
+    # and no other thread exists in the child.
     global _tls
     _tls = threading.local()
+    if _budget_lock.locked():
+        _budget_lock.release()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
