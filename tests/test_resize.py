@@ -194,3 +194,21 @@ class TestGrowRacingClose:
         with pytest.raises(OSError, match="factory failed late"):
             grow.wait()
         assert pool.size == 0
+
+
+class TestShrinkChain:
+    def test_every_parked_retiree_is_woken_along_the_chain(self) -> None:
+        """Shrinking 100 parked workers to 1 wakes one; each leaving worker wakes the next."""
+        with tunnypy.Pool.from_func(100, identity) as pool:
+            wait_for(lambda: pool.stats().idle == 100, "workers to park")
+            assert pool.set_size(1, wait=True, timeout=WAIT) is True
+            assert pool.stats().workers == 1
+            assert pool.process(5) == 5
+
+    def test_close_during_the_chain_still_ends_every_worker(self) -> None:
+        """close() right after a big shrink leaves no worker behind."""
+        pool = tunnypy.Pool.from_func(100, identity)
+        wait_for(lambda: pool.stats().idle == 100, "workers to park")
+        pool.set_size(0)
+        assert pool.close(timeout=WAIT) is True
+        assert pool.stats().workers == 0
