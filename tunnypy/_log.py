@@ -34,3 +34,13 @@ log: structlog.stdlib.BoundLogger = structlog.wrap_logger(
     processors=[structlog.stdlib.filter_by_level, _to_stdlib],
     wrapper_class=structlog.stdlib.BoundLogger,
 )
+
+
+def debug_enabled() -> bool:
+    """
+    Whether ``tunnypy`` debug events would be emitted.
+
+    structlog costs ~5 µs to drop a disabled event; code on a per-worker or
+    per-job path asks this (~0.3 µs) first.
+    """
+    return _stdlib.isEnabledFor(logging.DEBUG)

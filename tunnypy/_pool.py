@@ -34,7 +34,7 @@ import attrs
 
 from . import _waker
 from ._job import DONE, REJECTED, RUNNING, WAITING, Job, current_wrapper
-from ._log import log
+from ._log import debug_enabled, log
 from ._token import CancelToken, check_timeout
 from ._waker import caller_waker
 from ._worker import CallbackWorker, FuncWorker, Worker
@@ -444,7 +444,8 @@ class Core:
         if following is not None:
             following.waker.wake()  # pass the shrink's wake along the chain
         _terminate_quietly(wrapper.worker, wrapper.index)
-        log.debug("worker_stopped", worker=wrapper.index)
+        if debug_enabled():
+            log.debug("worker_stopped", worker=wrapper.index)
 
     # -- close --------------------------------------------------------------
 

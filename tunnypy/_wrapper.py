@@ -16,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ._job import DONE, RUNNING, Job, set_current_wrapper
-from ._log import log
+from ._log import debug_enabled, log
 from ._waker import new_waker
 from ._worker import BaseWorker
 
@@ -78,7 +78,8 @@ class WorkerWrapper:
         deliver = self._deliver
         wait = self.waker.wait_forever
         set_current_wrapper(self)
-        log.debug("worker_started", worker=self.index)
+        if debug_enabled():
+            log.debug("worker_started", worker=self.index)
         try:
             job: Job | None = None
             while True:
@@ -107,7 +108,8 @@ class WorkerWrapper:
                         gate.acquire()
                         if job.withdrawn:
                             gate.release()
-                            log.debug("job_abandoned", worker=self.index, completed=ok)
+                            if debug_enabled():
+                                log.debug("job_abandoned", worker=self.index, completed=ok)
                         else:
                             self.completed += 1
                             job.result = outcome
@@ -201,7 +203,8 @@ class WorkerWrapper:
         gate.acquire()
         if job.withdrawn:
             gate.release()
-            log.debug("job_abandoned", worker=self.index, completed=ok)
+            if debug_enabled():
+                log.debug("job_abandoned", worker=self.index, completed=ok)
             return
         if ok:
             self.completed += 1
@@ -212,8 +215,8 @@ class WorkerWrapper:
         job.state = DONE
         gate.release()
         job.waker.wake()  # type: ignore[union-attr]
-        if not ok:
-            # Only after delivery, and never repr() of the user's error: a
-            # __repr__ that raised here once killed the worker while it held
-            # the gate, and its caller waited forever.
+        # Only after delivery, and never repr() of the user's error: a
+        # __repr__ that raised here once killed the worker while it held the
+        # gate, and its caller waited forever.
+        if not ok and debug_enabled():
             log.debug("job_failed", worker=self.index, error=type(outcome).__name__)
