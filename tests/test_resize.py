@@ -212,3 +212,35 @@ class TestShrinkChain:
         pool.set_size(0)
         assert pool.close(timeout=WAIT) is True
         assert pool.stats().workers == 0
+
+
+class SlowTerminate(RecordingWorker):
+    """terminate() signals it started and blocks until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_terminate = threading.Event()
+        self.finish = threading.Event()
+
+    def terminate(self) -> None:
+        self.in_terminate.set()
+        self.finish.wait(WAIT)
+        super().terminate()
+
+
+class TestWaitCoversTerminate:
+    def test_set_size_wait_does_not_return_before_terminate_ends(self) -> None:
+        """A worker inside terminate() still counts: set_size(wait=True) waits for it."""
+        worker = SlowTerminate()
+        pool = tunnypy.Pool(1, lambda: worker)
+        try:
+            pool.set_size(0)
+            assert worker.in_terminate.wait(WAIT)
+            assert pool.set_size(0, wait=True, timeout=0.05) is False
+            assert pool.stats().workers == 1
+            worker.finish.set()
+            assert pool.set_size(0, wait=True, timeout=WAIT) is True
+            assert worker.terminated == 1
+        finally:
+            worker.finish.set()
+            pool.close(timeout=WAIT)

@@ -434,16 +434,19 @@ class Core:
 
     def worker_exited(self, wrapper: WorkerWrapper) -> None:
         with self.lock:
-            self.workers.pop(wrapper, None)
             if not wrapper.retiring:  # left by an unexpected error
                 wrapper.retiring = True
                 self.active -= 1
-            self.completed += wrapper.completed
-            self.failed += wrapper.failed
             following = self.to_wake.pop() if self.to_wake else None
         if following is not None:
             following.waker.wake()  # pass the shrink's wake along the chain
         _terminate_quietly(wrapper.worker, wrapper.index)
+        # Only now leave ``workers``: set_size(wait=True) and close() wait for
+        # the workers listed there, and must not return before terminate().
+        with self.lock:
+            self.workers.pop(wrapper, None)
+            self.completed += wrapper.completed
+            self.failed += wrapper.failed
         if debug_enabled():
             log.debug("worker_stopped", worker=wrapper.index)
 
