@@ -23,7 +23,7 @@ from ._worker import BaseWorker
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._pool import Core
+    from ._core import Core
     from ._worker import Worker
 
 __all__ = ["WorkerWrapper"]
