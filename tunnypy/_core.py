@@ -126,10 +126,13 @@ class Core:
 
     def dispatch(self, job: Job, *, wait: bool = True) -> None:
         """Hand *job* to a parked worker, or put it in line; refuse it if closed."""
-        lock = self.lock
-        lock.acquire()
-        idle = self.idle
-        if idle:  # never true once closed: close() empties it
+        # ``with``: callers may be the main thread, where a Ctrl-C between
+        # acquire() and release() would leave the lock held for good.
+        with self.lock:
+            idle = self.idle
+            if not idle:  # always the case once closed: close() empties it
+                self._enqueue_locked(job, wait)
+                return
             wrapper = idle.pop()
             future = job.future
             if future is not None:
@@ -140,13 +143,7 @@ class Core:
             job.state = RUNNING
             job.wrapper = wrapper
             wrapper.job = job
-            lock.release()
-            wrapper.waker.wake()
-            return
-        try:
-            self._enqueue_locked(job, wait)
-        finally:
-            lock.release()
+        wrapper.waker.wake()
 
     def _enqueue_locked(self, job: Job, wait: bool) -> None:
         if self.closed:

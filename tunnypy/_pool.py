@@ -163,19 +163,21 @@ class Pool(Generic[P, R]):
             waker = caller_waker()
         job = Job(payload, _copy_context(), waker)
         # dispatch(), inlined for the case that matters (a parked worker):
-        # a frame is ~5% of a round trip.
-        lock = core.lock
-        lock.acquire()
-        idle = core.idle
-        if idle:
-            wrapper = idle.pop()
-            job.state = RUNNING
-            job.wrapper = wrapper
-            wrapper.job = job
-            lock.release()
+        # a frame is ~5% of a round trip. ``with``, not acquire()/release():
+        # this may be the main thread, and a Ctrl-C between the two would
+        # leave the pool's lock held for good.
+        with core.lock:
+            idle = core.idle
+            if idle:
+                wrapper = idle.pop()
+                job.state = RUNNING
+                job.wrapper = wrapper
+                wrapper.job = job
+            else:
+                wrapper = None
+        if wrapper is not None:
             wrapper.waker.wake()
         else:
-            lock.release()
             core.dispatch(job)
         if job.state < DONE:
             try:
