@@ -108,3 +108,14 @@ def double(x: int) -> int:
 
 def identity(x: int) -> int:
     return x
+
+
+class RecordingFactory:
+    """A worker factory that keeps every RecordingWorker it made, in order."""
+
+    def __init__(self) -> None:
+        self.made: list[RecordingWorker] = []
+
+    def __call__(self) -> RecordingWorker:
+        self.made.append(RecordingWorker())
+        return self.made[-1]

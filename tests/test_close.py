@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, Call, Gate, RecordingWorker, identity, wait_for
+from tests.helpers import WAIT, Call, Gate, RecordingFactory, RecordingWorker, identity, wait_for
 
 
 class StuckWorker(tunnypy.BaseWorker[int, int]):
@@ -29,11 +29,8 @@ class StuckWorker(tunnypy.BaseWorker[int, int]):
 class TestClose:
     def test_close_is_idempotent(self) -> None:
         """close() twice is fine and terminate() runs once per worker."""
-        made: list[RecordingWorker] = []
-
-        def factory() -> RecordingWorker:
-            made.append(RecordingWorker())
-            return made[-1]
+        factory = RecordingFactory()
+        made = factory.made
 
         pool = tunnypy.Pool(3, factory)
         assert pool.close() is True

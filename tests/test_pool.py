@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, Call, Gate, RecordingWorker, double, identity, wait_for
+from tests.helpers import (
+    WAIT,
+    Call,
+    Gate,
+    RecordingFactory,
+    RecordingWorker,
+    double,
+    identity,
+    wait_for,
+)
 
 
 def fail(payload: object) -> object:
@@ -25,11 +34,8 @@ class TestProcess:
 
     def test_custom_worker_objects_come_from_the_factory(self) -> None:
         """The factory is called once per worker and each worker keeps its own state."""
-        made: list[RecordingWorker] = []
-
-        def factory() -> RecordingWorker:
-            made.append(RecordingWorker())
-            return made[-1]
+        factory = RecordingFactory()
+        made = factory.made
 
         with tunnypy.Pool(4, factory) as pool:
             for i in range(40):

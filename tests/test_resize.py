@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, Call, Gate, RecordingWorker, identity, wait_for
+from tests.helpers import WAIT, Call, Gate, RecordingFactory, RecordingWorker, identity, wait_for
 
 
 class TestGrow:
@@ -127,11 +127,8 @@ class TestShrink:
 
     def test_terminate_runs_for_each_retired_worker(self) -> None:
         """Every retired worker's terminate() runs once."""
-        made: list[RecordingWorker] = []
-
-        def factory() -> RecordingWorker:
-            made.append(RecordingWorker())
-            return made[-1]
+        factory = RecordingFactory()
+        made = factory.made
 
         with tunnypy.Pool(4, factory) as pool:
             pool.set_size(1, wait=True)
