@@ -126,24 +126,31 @@ class Core:
 
     def dispatch(self, job: Job, *, wait: bool = True) -> None:
         """Hand *job* to a parked worker, or put it in line; refuse it if closed."""
-        # ``with``: callers may be the main thread, where a Ctrl-C between
-        # acquire() and release() would leave the lock held for good.
-        with self.lock:
-            idle = self.idle
-            if not idle:  # always the case once closed: close() empties it
-                self._enqueue_locked(job, wait)
-                return
-            wrapper = idle.pop()
-            future = job.future
-            if future is not None:
-                # Mark it running now, under the lock, as a worker popping
-                # it from the line would: a future cancelled between here
-                # and set_result() made that raise and killed the worker.
-                future.set_running_or_notify_cancel()
-            job.state = RUNNING
-            job.wrapper = wrapper
-            wrapper.job = job
-        wrapper.waker.wake()
+        # Callers may be the main thread, where Ctrl-C raises wherever the
+        # interpreter checks for signals (calls, not indexing or stores):
+        # ``with`` always releases the lock, and a worker taken off the stack
+        # holds the job before any call and is woken whatever happens next.
+        wrapper: WorkerWrapper | None = None
+        try:
+            with self.lock:
+                idle = self.idle
+                if not idle:  # always the case once closed: close() empties it
+                    self._enqueue_locked(job, wait)
+                    return
+                wrapper = idle[-1]
+                del idle[-1]
+                job.state = RUNNING
+                job.wrapper = wrapper
+                wrapper.job = job
+                future = job.future
+                if future is not None:
+                    # Mark it running now, under the lock, as a worker popping
+                    # it from the line would: a future cancelled between here
+                    # and set_result() made that raise and killed the worker.
+                    future.set_running_or_notify_cancel()
+        finally:
+            if wrapper is not None:
+                wrapper.waker.wake()
 
     def _enqueue_locked(self, job: Job, wait: bool) -> None:
         if self.closed:

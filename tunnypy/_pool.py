@@ -163,13 +163,16 @@ class Pool(Generic[P, R]):
             waker = caller_waker()
         job = Job(payload, _copy_context(), waker)
         # dispatch(), inlined for the case that matters (a parked worker):
-        # a frame is ~5% of a round trip. ``with``, not acquire()/release():
-        # this may be the main thread, and a Ctrl-C between the two would
-        # leave the pool's lock held for good.
+        # a frame is ~5% of a round trip. This may be the main thread, where
+        # Ctrl-C raises wherever the interpreter checks for signals: ``with``
+        # always releases the lock, and the section makes no call (indexing
+        # and ``del``, not ``pop()``), so no check falls between taking a
+        # worker off the stack and handing it the job.
         with core.lock:
             idle = core.idle
             if idle:
-                wrapper = idle.pop()
+                wrapper = idle[-1]
+                del idle[-1]
                 job.state = RUNNING
                 job.wrapper = wrapper
                 wrapper.job = job
