@@ -17,9 +17,10 @@ from typing import Any, Generic, TypeVar, final
 
 from . import _waker
 from ._core import CANCELLED, TIMED_OUT, Core, PoolStats, collected, live_cores
+from ._future import JobFuture
 from ._job import DONE, RUNNING, Job
 from ._token import CancelToken, check_timeout
-from ._waker import caller_waker
+from ._waker import caller_lock_waker, caller_waker
 from ._worker import CallbackWorker, FuncWorker, Worker
 from .exceptions import JobCancelledError, JobTimedOutError
 
@@ -47,21 +48,6 @@ def _check_callable_payload(payload: object) -> None:
     if not callable(payload):
         msg = f"payload must be a zero-argument callable (got {type(payload).__name__})"
         raise TypeError(msg)
-
-
-class _JobFuture(Future[Any]):
-    """A future that leaves the pool's line when cancelled there."""
-
-    __slots__ = ("_tunnypy_core", "_tunnypy_job")
-
-    _tunnypy_core: Core
-    _tunnypy_job: Job
-
-    def cancel(self) -> bool:
-        if not super().cancel():
-            return False
-        self._tunnypy_core.cancel_future(self._tunnypy_job)
-        return True
 
 
 @final
@@ -162,25 +148,28 @@ class Pool(Generic[P, R]):
         except AttributeError:
             waker = caller_waker()
         job = Job(payload, _copy_context(), waker)
-        # dispatch(), inlined for the case that matters (a parked worker):
-        # a frame is ~5% of a round trip. This may be the main thread, where
-        # Ctrl-C raises wherever the interpreter checks for signals: ``with``
-        # always releases the lock, and the section makes no call (indexing
-        # and ``del``, not ``pop()``), so no check falls between taking a
-        # worker off the stack and handing it the job.
-        with core.lock:
-            idle = core.idle
-            if idle:
-                wrapper = idle[-1]
-                del idle[-1]
-                job.state = RUNNING
-                job.wrapper = wrapper
-                wrapper.job = job
-            else:
-                wrapper = None
-        if wrapper is not None:
-            wrapper.waker.wake()
-        else:
+        # dispatch(), inlined for the case that matters (a parked worker, and
+        # no burst of submits being served): a frame is ~5% of a round trip.
+        # This may be the main thread, where Ctrl-C raises wherever the
+        # interpreter checks for signals: ``with`` always releases the lock,
+        # the section makes no call (indexing and ``del``, not ``pop()``),
+        # and ``finally`` wakes a worker once it holds the job.
+        wrapper = None
+        try:
+            with core.lock:
+                idle = core.idle
+                if idle and core.summoned is None:
+                    wrapper = idle[-1]
+                    del idle[-1]
+                    job.state = RUNNING
+                    job.wrapper = wrapper
+                    wrapper.job = job
+        finally:
+            if wrapper is not None:
+                wrapper.waker.wake()
+        if wrapper is None:
+            if core.batch_wakes:
+                job.waker = waker = caller_lock_waker()
             core.dispatch(job)
         if job.state < DONE:
             try:
@@ -220,7 +209,8 @@ class Pool(Generic[P, R]):
             raise JobTimedOutError("job did not finish before its deadline")
         if deadline == _INF:
             return self.process(payload)
-        waker = caller_waker()
+        # A peek without the lock: it only picks the waker (see Core.batch_wakes).
+        waker = caller_lock_waker() if core.batch_wakes and not core.idle else caller_waker()
         job = Job(payload, _copy_context(), waker)
         core.dispatch(job)
         # Inline rather than await_outcome(): this is the hot path.
@@ -311,9 +301,8 @@ class Pool(Generic[P, R]):
         core = self._core
         if core.check is not None:
             core.check(payload)
-        future = _JobFuture()
+        future = JobFuture(core)
         job = Job(payload, _copy_context(), None, future)
-        future._tunnypy_core = core
         future._tunnypy_job = job
         core.dispatch(job, wait=wait)
         return future

@@ -26,7 +26,16 @@ from collections.abc import Callable
 from functools import partial
 from typing import Protocol
 
-__all__ = ["FD_BUDGET", "LockWaker", "Waker", "caller_waker", "fds_in_use", "new_waker"]
+__all__ = [
+    "FD_BUDGET",
+    "LockWaker",
+    "Waker",
+    "caller_lock_waker",
+    "caller_waker",
+    "cpus_usable",
+    "fds_in_use",
+    "new_waker",
+]
 
 FD_BUDGET = 128
 """How many eventfds tunnypy may hold open at once in one process."""
@@ -148,6 +157,23 @@ def caller_waker() -> Waker:
     except AttributeError:
         waker = _tls.waker = new_waker()
         return waker
+
+
+def caller_lock_waker() -> Waker:
+    """The calling thread's lock waker, for waits behind other jobs (see ``Core.batch_wakes``)."""
+    try:
+        return _tls.lock_waker  # type: ignore[no-any-return]
+    except AttributeError:
+        waker = _tls.lock_waker = LockWaker()
+        return waker
+
+
+def cpus_usable() -> int:
+    """How many CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _after_fork_in_child() -> None:

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from ._job import DONE, RUNNING, Job, set_current_wrapper
 from ._log import debug_enabled, log
-from ._waker import new_waker
+from ._waker import LockWaker, new_waker
 from ._worker import BaseWorker
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._core import Core
+    from ._waker import Waker
     from ._worker import Worker
 
 __all__ = ["WorkerWrapper"]
@@ -38,8 +39,11 @@ class WorkerWrapper:
         "completed",
         "core",
         "failed",
+        "fd_waker",
         "index",
         "job",
+        "lock_waker",
+        "parks_on_lock",
         "retiring",
         "thread",
         "waker",
@@ -50,7 +54,12 @@ class WorkerWrapper:
         self.core = core
         self.worker = worker
         self.index = index
-        self.waker = new_waker()
+        # A parked worker sleeps on one of two wakers, chosen as it parks
+        # (see Core.summon()); ``waker`` is the one it sleeps on now.
+        self.fd_waker = new_waker()
+        self.lock_waker = LockWaker()
+        self.waker: Waker = self.fd_waker
+        self.parks_on_lock = False
         # The job this worker holds, from the moment it takes it until it has
         # delivered the outcome. Written by the worker, and by a caller that
         # hands the parked worker a job under the pool's lock.
@@ -76,7 +85,7 @@ class WorkerWrapper:
         process = worker.process
         offer = self._offer
         deliver = self._deliver
-        wait = self.waker.wait_forever
+        await_job = self._await_job
         set_current_wrapper(self)
         if debug_enabled():
             log.debug("worker_started", worker=self.index)
@@ -88,7 +97,7 @@ class WorkerWrapper:
                         break  # no last block_until_ready on the way out
                     if not eager:
                         self._block_until_ready(ready)
-                    job = offer() or self._await_job()
+                    job = offer() or await_job()
                     if job is None:
                         break  # retired
                 ok = False
@@ -100,6 +109,7 @@ class WorkerWrapper:
                     except BaseException as exc:  # delivered, as ThreadPoolExecutor does
                         outcome = exc
                 if eager:
+                    self.parks_on_lock = job.future is not None
                     following = offer()
                     if job.future is None and ok:
                         # _deliver(), inlined for the hot path (a frame is ~5%
@@ -119,16 +129,21 @@ class WorkerWrapper:
                     else:
                         deliver(job, ok, outcome)
                     if following is None:
-                        # _await_job(), inlined: parked, wait to be handed a job.
+                        # The common case of _await_job(), inlined: parked,
+                        # wait to be handed a job.
+                        core = self.core
                         while True:
                             following = self.job
-                            if following is not None or self.retiring:
+                            if following is not None or self.retiring or core.summoned is self:
                                 break
-                            wait()
+                            self.waker.wait_forever()
+                        if following is None:
+                            following = await_job()
                     job = following
                     if job is None:
                         break  # retired
                 else:
+                    self.parks_on_lock = job.future is not None
                     deliver(job, ok, outcome)
                     self.job = job = None
                 outcome = None
@@ -169,6 +184,11 @@ class WorkerWrapper:
                     job.wrapper = self
                     self.job = job
                     return job
+                # A worker that served a submit() is likely to be summoned by
+                # a submitter that goes on submitting: it sleeps on its lock,
+                # whose wake keeps the GIL with the submitter. Otherwise the
+                # eventfd, whose wake hands the GIL over (see _waker).
+                self.waker = self.lock_waker if self.parks_on_lock else self.fd_waker
                 core.idle.append(self)
             self.job = None
             return None
@@ -176,15 +196,44 @@ class WorkerWrapper:
             lock.release()
 
     def _await_job(self) -> Job | None:
-        """Sleep until a caller hands us a job (returned) or we are retired (``None``)."""
-        wait = self.waker.wait_forever
+        """
+        Sleep on the idle stack until handed a job or summoned to take one.
+
+        Returns the job, or ``None`` once retiring.
+        """
+        core = self.core
         while True:
             job = self.job  # a caller sets it, under the pool's lock, before waking us
             if job is not None:
                 return job
+            if core.summoned is self:
+                # Answer the summons: take the first job in line (a worker
+                # back from a job may have taken it already), then pass the
+                # summons on while jobs and parked workers remain. Only one
+                # parked worker at a time is on its way, so a burst of
+                # submits costs its caller one wake, not one per job. Every
+                # summoned worker answers, retiring or not, so
+                # ``core.summoned`` is always cleared or passed on.
+                job = self._offer()
+                following = None
+                lock = core.lock
+                lock.acquire()
+                try:
+                    if core.summoned is self:  # else close() cleared it
+                        idle = core.idle
+                        if core.line and idle:
+                            following = idle[-1]  # perhaps this worker, parked again
+                            del idle[-1]
+                        core.summoned = following
+                finally:
+                    lock.release()
+                if following is not None:
+                    following.waker.wake()
+                if job is not None:
+                    return job
             if self.retiring:
                 return None
-            wait()
+            self.waker.wait_forever()
 
     def _deliver(self, job: Job, ok: bool, outcome: Any) -> None:
         """Hand *outcome* to the job's caller, unless the caller gave up on it."""

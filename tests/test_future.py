@@ -1,0 +1,153 @@
+"""
+The futures submit() returns behave as stock concurrent.futures.Futures.
+
+A JobFuture builds its Condition only when a thread first waits on it; every
+public use, and the private protocol ``concurrent.futures.wait`` and
+``as_completed`` rely on, must work as with a stock Future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+
+import pytest
+
+import tunnypy
+from tunnypy._future import JobFuture
+
+from .helpers import WAIT, Gate
+
+Pool = tunnypy.Pool[Callable[[], object], object]
+
+
+@pytest.fixture
+def pool() -> Iterator[Pool]:
+    pool = tunnypy.Pool.from_callback(2)
+    yield pool
+    pool.close(timeout=WAIT)
+
+
+def test_has_every_attribute_a_stock_future_has(pool: Pool) -> None:
+    future = pool.submit(lambda: None)
+    future.result(WAIT)
+    assert isinstance(future, JobFuture)
+    missing = set(vars(Future())) - set(vars(future))
+    assert missing == set(), f"Future grew attributes JobFuture lacks: {missing}"
+
+
+def test_result_waits_for_a_pending_job(pool: Pool) -> None:
+    gate = Gate()
+    future = pool.submit(lambda: gate("value"))
+    assert gate.started.wait(WAIT)
+    with pytest.raises(concurrent.futures.TimeoutError):
+        future.result(timeout=0.01)  # waits on the condition it now builds
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(future.result(WAIT)))
+    waiter.start()
+    gate.release.set()
+    waiter.join(WAIT)
+    assert got == ["value"]
+    assert future.done() and not future.running()
+
+
+def test_exception_waits_and_returns_the_error(pool: Pool) -> None:
+    gate = Gate()
+
+    def fail() -> None:
+        gate()
+        raise KeyError("k")
+
+    future = pool.submit(fail)
+    assert gate.started.wait(WAIT)
+    waiter = threading.Thread(target=lambda: future.exception(WAIT))
+    waiter.start()
+    gate.release.set()
+    waiter.join(WAIT)
+    assert isinstance(future.exception(0), KeyError)
+    with pytest.raises(KeyError):
+        future.result(0)
+
+
+def test_callbacks_run_in_order_once_whether_added_before_or_after(pool: Pool) -> None:
+    gate = Gate()
+    future = pool.submit(lambda: gate(7))
+    calls: list[tuple[str, object]] = []
+    done = threading.Event()
+    future.add_done_callback(lambda f: calls.append(("first", f.result())))
+
+    def second(f: Future[object]) -> None:
+        calls.append(("second", f.result()))
+        done.set()
+
+    future.add_done_callback(second)
+    assert gate.started.wait(WAIT)
+    gate.release.set()
+    assert done.wait(WAIT)
+    future.add_done_callback(lambda f: calls.append(("late", f.result())))
+    assert calls == [("first", 7), ("second", 7), ("late", 7)]
+
+
+def test_a_callback_that_raises_is_logged_not_raised(
+    pool: Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    future = pool.submit(lambda: 1)
+    future.result(WAIT)
+
+    def bad(_: Future[object]) -> None:
+        raise ValueError("callback broke")
+
+    future.add_done_callback(bad)
+    assert "exception calling callback" in caplog.text
+
+
+def test_callbacks_of_a_future_cancelled_in_line_run() -> None:
+    with tunnypy.Pool.from_callback(1) as pool:
+        gate = Gate()
+        busy = pool.submit(gate)
+        assert gate.started.wait(WAIT)
+        waiting = pool.submit(lambda: None)
+        seen: list[bool] = []
+        waiting.add_done_callback(lambda f: seen.append(f.cancelled()))
+        assert waiting.cancel()
+        assert seen == [True]
+        gate.release.set()
+        busy.result(WAIT)
+
+
+def test_futures_wait_and_as_completed(pool: Pool) -> None:
+    gates = [Gate(), Gate()]
+    futures = [pool.submit(lambda g=g: g("x")) for g in gates]  # type: ignore[misc]
+    for gate in gates:
+        assert gate.started.wait(WAIT)
+    done, pending = concurrent.futures.wait(futures, timeout=0.01)
+    assert done == set() and pending == set(futures)
+    gates[1].release.set()
+    first = next(concurrent.futures.as_completed(futures, timeout=WAIT))
+    assert first is futures[1]
+    gates[0].release.set()
+    done, pending = concurrent.futures.wait(futures, timeout=WAIT)
+    assert done == set(futures) and pending == set()
+    assert all(not f._waiters for f in futures)  # wait() took its waiters back
+
+
+def test_wrap_future_in_asyncio(pool: Pool) -> None:
+    async def main() -> object:
+        return await asyncio.wrap_future(pool.submit(lambda: "from a worker"))
+
+    assert asyncio.run(main()) == "from a worker"
+
+
+def test_the_future_lock_is_reentrant_and_notify_without_waiters_is_a_no_op(
+    pool: Pool,
+) -> None:
+    future = pool.submit(lambda: None)
+    future.result(WAIT)
+    condition = future._condition
+    with condition, condition:
+        condition.notify_all()
+        condition.notify()
+        assert future.done()  # done() takes the lock again
