@@ -217,3 +217,21 @@ def test_the_first_jobs_in_line_are_the_first_taken() -> None:
         release.set()
         assert [f.result(WAIT) for f in [*futures, waiter]] == list(range(size + 1))
         assert started[-1] == size
+
+
+def test_with_a_worker_busy_a_caller_is_summoned_for_and_a_returning_worker_may_serve_it(
+    callback_pool: tunnypy.Pool[Callable[[], object], object],
+) -> None:
+    gate = Gate()
+    busy = Call(callback_pool.process, gate)
+    assert gate.started.wait(WAIT)
+    proxies = park_all(callback_pool, 1, hold=True)  # the other worker, parked
+    call = Call(callback_pool.process, lambda: "taken by whoever came first")
+    wait_for(proxies[0].woken.is_set, "the parked worker to be summoned")
+    assert callback_pool.queue_length == 1  # in line, not handed to the sleeper
+    gate.release.set()  # the busy worker comes back and takes it from the line
+    assert busy.wait() is None
+    assert call.wait() == "taken by whoever came first"
+    proxies[0].let_go()  # the summoned worker finds the line empty and parks again
+    core = core_of(callback_pool)
+    wait_for(lambda: core.summoned is None and len(core.idle) == 2, "both workers to park")

@@ -107,7 +107,7 @@ class Core:
         self.closed_reason = "pool is closed"
         self.nested_waiting = 0
         # The parked worker taken off ``idle`` to serve the line that has not
-        # yet answered (see WorkerWrapper._answer_summons); at most one.
+        # yet answered (see WorkerWrapper._await_job); at most one.
         self.summoned: WorkerWrapper | None = None
         # Whether a caller whose job waits behind others sleeps on a lock
         # rather than an eventfd. An eventfd wake releases the GIL, which is
@@ -141,8 +141,11 @@ class Core:
         """
         Start *job* on a parked worker, or put it in line; refuse it if closed.
 
-        A caller's job is handed straight to a parked worker. A submitted
-        job goes in line and one parked worker is *summoned* for it; while
+        A caller's job is handed straight to a parked worker when every
+        worker is parked (the lone round trip). Otherwise, and for every
+        submitted job, the job goes in line and one parked worker is
+        *summoned* for it: a busy worker that comes back first may take the
+        job instead, which beats waking a sleeper on another CPU. While
         that worker is on its way, later jobs only join the line, and the
         summoned worker passes the summons on (``WorkerWrapper._await_job``).
         A burst of submits thus costs the submitter one wake, not one per
@@ -162,7 +165,7 @@ class Core:
                 if on_way is None and idle:
                     wrapper = idle[-1]
                     del idle[-1]
-                    if job.future is None:
+                    if job.future is None and len(idle) + 1 >= self.active:
                         job.state = RUNNING
                         job.wrapper = wrapper
                         wrapper.job = job

@@ -11,8 +11,8 @@ same lock) only when a thread first waits. ``with future._condition`` then
 runs the lock's C code instead of two Python frames.
 
 This leans on ``Future``'s private attributes, which ``concurrent.futures``
-itself uses (``wait``, ``as_completed``) and which have not changed from
-Python 3.8 to 3.13: ``_condition`` (``acquire``, ``release``, ``wait``,
+itself uses (``wait``, ``as_completed``) and which are the same in Python
+3.11, 3.12 and 3.13: ``_condition`` (``acquire``, ``release``, ``wait``,
 ``notify_all``), ``_state``, ``_result``, ``_exception``, ``_waiters`` and
 ``_done_callbacks``. ``tests/test_future.py`` checks every public use and that
 a stock ``Future`` has no attribute a ``JobFuture`` lacks.

@@ -148,8 +148,8 @@ class Pool(Generic[P, R]):
         except AttributeError:
             waker = caller_waker()
         job = Job(payload, _copy_context(), waker)
-        # dispatch(), inlined for the case that matters (a parked worker, and
-        # no burst of submits being served): a frame is ~5% of a round trip.
+        # dispatch(), inlined for the case that matters (every worker parked,
+        # no summons on its way): a frame is ~5% of a round trip.
         # This may be the main thread, where Ctrl-C raises wherever the
         # interpreter checks for signals: ``with`` always releases the lock,
         # the section makes no call (indexing and ``del``, not ``pop()``),
@@ -158,7 +158,7 @@ class Pool(Generic[P, R]):
         try:
             with core.lock:
                 idle = core.idle
-                if idle and core.summoned is None:
+                if idle and core.summoned is None and len(idle) >= core.active:
                     wrapper = idle[-1]
                     del idle[-1]
                     job.state = RUNNING
