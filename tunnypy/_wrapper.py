@@ -57,7 +57,9 @@ class WorkerWrapper:
         # A parked worker sleeps on one of two wakers, chosen as it parks
         # (see Core.summon()); ``waker`` is the one it sleeps on now.
         self.fd_waker = new_waker()
-        self.lock_waker = LockWaker()
+        # Made when first needed: most workers of most pools never serve a
+        # submit, and a lock per worker cost 2-3% of an idle worker's memory.
+        self.lock_waker: Waker | None = None
         self.waker: Waker = self.fd_waker
         self.parks_on_lock = False
         # The job this worker holds, from the moment it takes it until it has
@@ -188,7 +190,13 @@ class WorkerWrapper:
                 # a submitter that goes on submitting: it sleeps on its lock,
                 # whose wake keeps the GIL with the submitter. Otherwise the
                 # eventfd, whose wake hands the GIL over (see _waker).
-                self.waker = self.lock_waker if self.parks_on_lock else self.fd_waker
+                if self.parks_on_lock:
+                    waker = self.lock_waker
+                    if waker is None:
+                        waker = self.lock_waker = LockWaker()
+                    self.waker = waker
+                else:
+                    self.waker = self.fd_waker
                 core.idle.append(self)
             self.job = None
             return None
