@@ -55,7 +55,7 @@ class WorkerWrapper:
         self.worker = worker
         self.index = index
         # A parked worker sleeps on one of two wakers, chosen as it parks
-        # (see Core.summon()); ``waker`` is the one it sleeps on now.
+        # (see _offer()); ``waker`` is the one it sleeps on now.
         self.fd_waker = new_waker()
         # Made when first needed: most workers of most pools never serve a
         # submit, and a lock per worker cost 2-3% of an idle worker's memory.
