@@ -9,10 +9,10 @@ finalizer closes its core.
 Invariants, all under ``Core.lock``:
 
 * ``idle`` holds parked workers, ``line`` holds jobs waiting for a worker;
-  at most one of them is non-empty (an arriving job takes an idle worker, an
-  arriving worker takes the first job).
+  both are non-empty only while ``summoned`` is set (a parked worker woken to
+  serve the line, which passes the summons on or clears it when it answers).
 * A worker on ``idle`` has ``job is None`` and is not retiring; a caller that
-  pops it sets ``job`` before waking it.
+  pops it sets ``job`` (or ``summoned``) before waking it.
 * ``active`` counts workers that are not retiring; ``workers`` holds every
   worker whose thread has not yet finished ``terminate()``.
 """

@@ -4,9 +4,10 @@ WorkerWrapper: one resident thread's loop and lifecycle.
 The loop is Tunny's: ``block_until_ready()``, offer yourself, take one job,
 ``process(payload)``, deliver. Offering happens under the pool's lock: a
 worker that finds callers waiting takes the first one itself; otherwise it
-parks on the idle stack and the next caller hands it a job directly. Either
-way, whichever side arrives second completes the rendezvous, so a round trip
-costs two thread wake-ups at most (worker, then caller), as in
+parks on the idle stack until a caller hands it a job directly (every worker
+parked) or summons it to take the first job in line (see ``Core.dispatch``).
+Either way, whichever side arrives second completes the rendezvous, so a
+round trip costs two thread wake-ups at most (worker, then caller), as in
 ``ThreadPoolExecutor``.
 """
 
