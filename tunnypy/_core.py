@@ -163,9 +163,11 @@ class Core:
                 idle = self.idle
                 on_way = self.summoned
                 if on_way is None and idle:
+                    # Every worker parked: the same test as Pool.process's.
+                    hand_over = job.future is None and len(idle) >= self.active
                     wrapper = idle[-1]
                     del idle[-1]
-                    if job.future is None and len(idle) + 1 >= self.active:
+                    if hand_over:
                         job.state = RUNNING
                         job.wrapper = wrapper
                         wrapper.job = job

@@ -111,8 +111,9 @@ class WorkerWrapper:
                         ok = True
                     except BaseException as exc:  # delivered, as ThreadPoolExecutor does
                         outcome = exc
+                # Read by the next park (see _offer()).
+                self.parks_on_lock = job.future is not None
                 if eager:
-                    self.parks_on_lock = job.future is not None
                     following = offer()
                     if job.future is None and ok:
                         # _deliver(), inlined for the hot path (a frame is ~5%
@@ -146,7 +147,6 @@ class WorkerWrapper:
                     if job is None:
                         break  # retired
                 else:
-                    self.parks_on_lock = job.future is not None
                     deliver(job, ok, outcome)
                     self.job = job = None
                 outcome = None
