@@ -33,7 +33,7 @@ import attrs
 from ._job import DONE, REJECTED, RUNNING, WAITING, Job, current_wrapper
 from ._log import debug_enabled, log
 from ._token import CancelToken
-from ._waker import cpus_usable
+from ._waker import cpus_usable, yield_until_free
 from ._worker import Worker
 from ._wrapper import WorkerWrapper
 from .exceptions import (
@@ -158,8 +158,11 @@ class Core:
         # holds the job or the summons before any call, and is woken
         # whatever happens next.
         wrapper: WorkerWrapper | None = None
+        lock = self.lock
+        if lock.locked():
+            yield_until_free(lock)
         try:
-            with self.lock:
+            with lock:
                 idle = self.idle
                 on_way = self.summoned
                 if on_way is None and idle:

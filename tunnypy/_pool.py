@@ -20,7 +20,7 @@ from ._core import CANCELLED, TIMED_OUT, Core, PoolStats, collected, live_cores
 from ._future import JobFuture
 from ._job import DONE, RUNNING, Job
 from ._token import CancelToken, check_timeout
-from ._waker import caller_lock_waker, caller_waker
+from ._waker import caller_lock_waker, caller_waker, yield_until_free
 from ._worker import CallbackWorker, FuncWorker, Worker
 from .exceptions import JobCancelledError, JobTimedOutError
 
@@ -155,8 +155,11 @@ class Pool(Generic[P, R]):
         # the section makes no call (indexing and ``del``, not ``pop()``),
         # and ``finally`` wakes a worker once it holds the job.
         wrapper = None
+        lock = core.lock
+        if lock.locked():
+            yield_until_free(lock)
         try:
-            with core.lock:
+            with lock:
                 idle = core.idle
                 if idle and core.summoned is None and len(idle) >= core.active:
                     wrapper = idle[-1]

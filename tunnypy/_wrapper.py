@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._job import DONE, RUNNING, Job, set_current_wrapper
 from ._log import debug_enabled, log
-from ._waker import LockWaker, new_waker
+from ._waker import LockWaker, new_waker, yield_until_free
 from ._worker import BaseWorker
 
 if TYPE_CHECKING:
@@ -172,6 +172,8 @@ class WorkerWrapper:
         """
         core = self.core
         lock = core.lock
+        if lock.locked():
+            yield_until_free(lock)
         lock.acquire()
         try:
             if not self.retiring:
@@ -226,6 +228,8 @@ class WorkerWrapper:
                 job = self._offer()
                 following = None
                 lock = core.lock
+                if lock.locked():
+                    yield_until_free(lock)
                 lock.acquire()
                 try:
                     if core.summoned is self:  # else close() cleared it
