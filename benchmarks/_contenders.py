@@ -1,5 +1,5 @@
 """
-The contenders: the pools under comparison and the two hand-written floors.
+The contenders: the pools under comparison and the hand-written floors.
 
 Each pool is wrapped in a :class:`Contender` with a blocking ``call`` (one
 round trip), a ``submit`` that returns something with a blocking ``wait``,
@@ -7,12 +7,16 @@ and ``close``. The floors are two bare threads handing a value back and forth,
 the least work any pool can do for a round trip: one with raw ``_thread``
 locks, one whose wake-ups go through an eventfd (a pipe where eventfd is
 missing), which releases the GIL before the kernel wakes the other side.
+For many callers, :class:`QueueFloor` is the least a pool can be: worker
+threads blocked on a ``queue.SimpleQueue`` (C code), each caller waiting on
+its own raw lock for the reply; no futures, errors, timeouts or resizing.
 """
 
 from __future__ import annotations
 
 import _thread
 import os
+import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +40,7 @@ __all__ = [
     "Contender",
     "EventFdFloor",
     "LockFloor",
+    "QueueFloor",
     "noop",
     "pool_contenders",
 ]
@@ -47,6 +52,7 @@ LABELS = {
     "pebble": "pebble ThreadPool",
     "floor_lock": "floor: 2 threads, _thread locks",
     "floor_eventfd": "floor: 2 threads, eventfd",
+    "floor_queue": "floor: SimpleQueue + raw-lock replies",
     "bare_threads": "bare threads",
 }
 
@@ -237,3 +243,49 @@ class EventFdFloor:
         self._thread.join()
         for fd in {self._go, self._go_w, self._back, self._back_w}:
             os.close(fd)
+
+
+class QueueFloor:
+    """Worker threads on a ``SimpleQueue``; each caller waits on its own raw lock."""
+
+    def __init__(self, workers: int) -> None:
+        self._queue: queue.SimpleQueue[tuple[object, list[object], _thread.LockType] | None]
+        self._queue = queue.SimpleQueue()
+        self._local = threading.local()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"floor-queue-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _serve(self) -> None:
+        get = self._queue.get
+        while True:
+            item = get()
+            if item is None:
+                return
+            value, box, reply = item
+            box.append(noop(value))
+            reply.release()
+
+    def _reply_lock(self) -> _thread.LockType:
+        try:
+            return self._local.lock  # type: ignore[no-any-return]
+        except AttributeError:
+            lock = self._local.lock = _thread.allocate_lock()
+            lock.acquire()
+            return lock
+
+    def call(self, value: object) -> object:
+        reply = self._reply_lock()
+        box: list[object] = []
+        self._queue.put((value, box, reply))
+        reply.acquire()
+        return box[0]
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()

@@ -6,14 +6,16 @@ import json
 import math
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from benchmarks._cli import SCENARIOS
-from benchmarks._contenders import PEBBLE_ERROR
+from benchmarks._contenders import PEBBLE_ERROR, QueueFloor
 from benchmarks._report import write_chart
+from tests.helpers import WAIT
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,7 +26,7 @@ POOLS = ["tunnypy", "tpe", "mp_threadpool"] + ([] if PEBBLE_ERROR else ["pebble"
 EXPECTED = {
     "roundtrip": [*POOLS, "floor_lock", "floor_eventfd"],
     "timed": ["tunnypy_timed", "tunnypy", "tpe_timed"],
-    "contended": POOLS,
+    "contended": [*POOLS, "floor_queue"],
     "fanout": POOLS,
     "memory": ["tunnypy", "bare_threads", "mp_threadpool"],
     "grow": ["tunnypy", "bare_threads", "mp_threadpool"],
@@ -109,3 +111,21 @@ class TestSmokeRun:
         message = write_chart(path, data["passes"])
         assert str(path) in message
         assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_queue_floor_answers_each_caller_and_closes() -> None:
+    """The contended floor returns each caller's own value and joins its threads."""
+    floor = QueueFloor(2)
+    results: dict[int, list[object]] = {}
+
+    def caller(me: int) -> None:
+        results[me] = [floor.call((me, i)) for i in range(50)]
+
+    threads = [threading.Thread(target=caller, args=(me,)) for me in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    floor.close()
+    assert results == {me: [(me, i) for i in range(50)] for me in range(3)}
+    assert not any(t.is_alive() for t in floor._threads)
