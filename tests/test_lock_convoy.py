@@ -1,5 +1,5 @@
 """
-The pool's lock is never waited for while holding the GIL's place in line.
+A thread that finds the pool's lock held yields the GIL instead of sleeping on it.
 
 A thread that finds the pool's lock held gives up the GIL until the lock is
 free (``_waker.yield_until_free``) instead of sleeping on it: a sleeper that
