@@ -109,8 +109,9 @@ class Core:
         # The parked worker taken off ``idle`` to serve the line that has not
         # yet answered (see WorkerWrapper._await_job); at most one.
         self.summoned: WorkerWrapper | None = None
-        # Whether a caller whose job waits behind others sleeps on a lock
-        # rather than an eventfd. An eventfd wake releases the GIL, which is
+        # Whether a caller whose job waits behind others (and every
+        # process_timed caller, see there) sleeps on a lock rather than an
+        # eventfd. An eventfd wake releases the GIL, which is
         # what makes a lone round trip fast; but a worker that goes on to its
         # next job loses the GIL to the thread it woke, and with more than one
         # CPU the two then trade it back and forth (~7 context switches per

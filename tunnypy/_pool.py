@@ -212,8 +212,11 @@ class Pool(Generic[P, R]):
             raise JobTimedOutError("job did not finish before its deadline")
         if deadline == _INF:
             return self.process(payload)
-        # A peek without the lock: it only picks the waker (see Core.batch_wakes).
-        waker = caller_lock_waker() if core.batch_wakes and not core.idle else caller_waker()
+        # A timed wait on an eventfd is poll() then read(), two releases of
+        # the GIL; with more than one CPU the worker that woke us takes it
+        # back in between, and we wait for it to park. A lock is one timed
+        # futex wait. On one CPU the eventfd's hand-over of the GIL wins.
+        waker = caller_lock_waker() if core.batch_wakes else caller_waker()
         job = Job(payload, _copy_context(), waker)
         core.dispatch(job)
         # Inline rather than await_outcome(): this is the hot path.

@@ -1,0 +1,97 @@
+"""
+Which waker a caller sleeps on: its eventfd, or its lock (``Core.batch_wakes``).
+
+Both are correct; the choice is for speed. An eventfd wake hands the GIL to
+the woken thread, which is right when the waker is about to sleep. A lock
+wake leaves the GIL with the waker, which is right when it goes on working,
+and a timed lock wait is one system call where a timed eventfd wait is two.
+These tests pin ``batch_wakes`` so that both branches run on any machine,
+and look at the waker of the job a worker is running.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import tunnypy
+from tunnypy import _waker
+from tunnypy._core import Core
+from tunnypy._job import Job
+
+from .helpers import WAIT, Call, Gate, wait_for
+
+
+def running_job(core: Core, gate: Gate) -> Job:
+    """The job a worker is running *gate* for."""
+    assert gate.started.wait(WAIT)
+    for wrapper in core.workers:
+        job = wrapper.job
+        if job is not None and job.payload is gate:
+            return job
+    raise AssertionError("no worker holds the gated job")
+
+
+def call_recording_wakers(fn: Any, *args: Any) -> tuple[Call, dict[str, Any]]:
+    """Run ``fn(*args)`` in a thread that first records its two wakers."""
+    wakers: dict[str, Any] = {}
+
+    def run() -> Any:
+        wakers["fd"] = _waker.caller_waker()
+        wakers["lock"] = _waker.caller_lock_waker()
+        return fn(*args)
+
+    return Call(run), wakers
+
+
+def run_gate(payload: Any) -> Any:
+    return payload() if callable(payload) else payload
+
+
+@pytest.mark.parametrize("batch_wakes", [True, False])
+def test_process_timed_sleeps_on_its_lock_only_with_several_cpus(batch_wakes: bool) -> None:
+    with tunnypy.Pool.from_func(2, run_gate) as pool:
+        core = pool._core
+        core.batch_wakes = batch_wakes
+        wait_for(lambda: len(core.idle) == 2, "both workers to park")
+        gate = Gate()
+        call, wakers = call_recording_wakers(pool.process_timed, gate, WAIT)
+        job = running_job(core, gate)
+        assert job.waker is wakers["lock" if batch_wakes else "fd"]
+        gate.release.set()
+        call.wait()
+
+
+def test_process_handed_to_a_parked_worker_sleeps_on_its_eventfd() -> None:
+    """Every worker parked: the lone round trip, where the eventfd is fastest."""
+    with tunnypy.Pool.from_func(2, run_gate) as pool:
+        core = pool._core
+        core.batch_wakes = True
+        wait_for(lambda: len(core.idle) == 2, "both workers to park")
+        gate = Gate()
+        call, wakers = call_recording_wakers(pool.process, gate)
+        assert running_job(core, gate).waker is wakers["fd"]
+        gate.release.set()
+        call.wait()
+
+
+@pytest.mark.parametrize("batch_wakes", [True, False])
+def test_process_behind_a_busy_worker_sleeps_on_its_lock_only_with_several_cpus(
+    batch_wakes: bool,
+) -> None:
+    with tunnypy.Pool.from_func(2, run_gate) as pool:
+        core = pool._core
+        core.batch_wakes = batch_wakes
+        wait_for(lambda: len(core.idle) == 2, "both workers to park")
+        busy = Gate()
+        first = Call(pool.process, busy)
+        assert busy.started.wait(WAIT)
+        gate = Gate()
+        call, wakers = call_recording_wakers(pool.process, gate)
+        job = running_job(core, gate)
+        assert job.waker is wakers["lock" if batch_wakes else "fd"]
+        gate.release.set()
+        busy.release.set()
+        call.wait()
+        first.wait()
