@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -110,3 +111,58 @@ class TestHotPathsYield:
                 assert spy.yielded.wait(WAIT), "the worker blocked on the held lock"
             assert future.result(WAIT) == 9
             assert spy.callers[0] == "_offer"
+
+
+class HandOverLock:
+    """
+    Wraps the pool's lock; the first release by *thread* hands the lock to the test.
+
+    The lock stays held (now the test's) and ``handed`` is set, so the test
+    holds the lock exactly between that release and the thread's next
+    acquisition.
+    """
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.thread: threading.Thread | None = None
+        self.handed = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return bool(self.real.acquire(blocking, timeout))
+
+    def release(self) -> None:
+        if self.thread is threading.current_thread() and not self.handed.is_set():
+            self.handed.set()  # keep it held: it is the test's now
+            return
+        self.real.release()
+
+    def locked(self) -> bool:
+        return bool(self.real.locked())
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_a_summoned_worker_yields_before_passing_the_summons_on(
+    spy: YieldSpy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A summoned worker takes its job, then takes the lock again to pass the summons on."""
+    with tunnypy.Pool.from_func(1, identity) as pool:
+        core = pool._core
+        wait_for(lambda: len(core.idle) == 1, "the worker to park")
+        [wrapper] = core.idle
+        lock = HandOverLock(core.lock)
+        lock.thread = wrapper.thread
+        monkeypatch.setattr(core, "lock", lock)
+        future = pool.submit(5)  # goes in line and summons the parked worker
+        handed = lock.handed.wait(WAIT)
+        yielded = handed and spy.yielded.wait(WAIT)
+        if handed:
+            lock.real.release()  # before asserting: close() needs the lock
+        assert handed, "the summoned worker never took its job"
+        assert yielded, "the summoned worker blocked on the held lock"
+        assert future.result(WAIT) == 5
+        assert spy.callers == ["_await_job"] * len(spy.callers)
