@@ -15,9 +15,8 @@ WORKERS = 4
 CALLERS = 8
 
 
-def _contended_measure(pool: Contender, per_caller: int) -> Callable[[], Sample]:
+def _contended_measure(call: Callable[[object], object], per_caller: int) -> Callable[[], Sample]:
     def measure() -> Sample:
-        call = pool.call
         ends: list[float] = []
         barrier = threading.Barrier(CALLERS + 1)
 
@@ -41,31 +40,25 @@ def _contended_measure(pool: Contender, per_caller: int) -> Callable[[], Sample]
     return measure
 
 
-def _queue_floor() -> Contender:
-    floor = QueueFloor(WORKERS)
-
-    def submit(payload: object) -> Callable[[], object]:
-        raise NotImplementedError("the queue floor only makes synchronous calls")
-
-    return Contender(floor.call, submit, floor.close)
-
-
 def contended(config: Config) -> list[ScenarioResult]:
     """8 caller threads making synchronous calls into 4 workers, and the queue floor."""
     per_caller = config.size(2_000, 30)
     pools = {cid: make() for cid, make in pool_contenders(WORKERS).items()}
-    pools["floor_queue"] = _queue_floor()
+    floor = QueueFloor(WORKERS)
+    calls: dict[str, Callable[[object], object]] = {cid: p.call for cid, p in pools.items()}
+    calls["floor_queue"] = floor.call
     try:
-        for pool in pools.values():
-            _contended_measure(pool, max(per_caller // 10, 10))()
+        for call in calls.values():
+            _contended_measure(call, max(per_caller // 10, 10))()
         rows = interleave(
-            {cid: (LABELS[cid], _contended_measure(p, per_caller)) for cid, p in pools.items()},
+            {cid: (LABELS[cid], _contended_measure(c, per_caller)) for cid, c in calls.items()},
             config.rounds,
             "contended",
         )
     finally:
         for pool in pools.values():
             pool.close()
+        floor.close()
     return [
         ScenarioResult(
             scenario="contended",
