@@ -395,3 +395,23 @@ class TestJobUsesItsOwnPool:
             assert sum(isinstance(o, tunnypy.PoolDeadlockError) for o in outcomes) == 1
         finally:
             assert pool.close(timeout=WAIT)
+
+    def test_a_job_waiting_on_another_full_pool_is_not_a_deadlock(self) -> None:
+        """A job on pool A that calls a busy pool B waits there: only its own pool can deadlock."""
+        gate = Gate()
+        inner = tunnypy.Pool.from_callback(1)
+        outer: tunnypy.Pool[int, object] = tunnypy.Pool.from_func(
+            1, lambda n: inner.process(lambda: n * 2)
+        )
+        try:
+            busy = inner.submit(gate)
+            assert gate.started.wait(WAIT)
+            call = Call(outer.process, 21)
+            wait_for(lambda: inner.queue_length == 1, "the nested call to wait in inner's line")
+            gate.release.set()
+            assert call.wait() == 42
+            assert busy.result(WAIT) is None
+            assert outer.stats().rejected == inner.stats().rejected == 0
+        finally:
+            assert outer.close(timeout=WAIT)
+            assert inner.close(timeout=WAIT)

@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from ._job import DONE, REJECTED, RUNNING, WAITING, Job, current_wrapper
+from ._job import DONE, REJECTED, RUNNING, WAITING, Job, current_wrapper, worker_tls
 from ._log import debug_enabled, log
 from ._token import CancelToken
 from ._waker import cpus_usable, yield_until_free
@@ -202,15 +202,14 @@ class Core:
             msg = f"waiting line is full (max_waiting={self.max_waiting})"
             raise PoolBusyError(msg)
         if job.future is None:  # a future never blocks its caller
-            self._check_nested(job)
+            current = worker_tls.wrapper
+            if current is not None and current.core is self:
+                self._check_nested(job)
         self.line.append(job)
 
     def _check_nested(self, job: Job) -> None:
         # A job that calls its own pool waits for a worker while holding one.
         # When every active worker does that, nothing can ever free one.
-        current = current_wrapper()
-        if current is None or current.core is not self:
-            return
         if self.nested_waiting + 1 >= self.active:
             self.rejected += 1
             msg = (
