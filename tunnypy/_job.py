@@ -28,13 +28,26 @@ if TYPE_CHECKING:
     from ._waker import Waker
     from ._wrapper import WorkerWrapper
 
-__all__ = ["DONE", "REJECTED", "RUNNING", "WAITING", "Job", "interrupted", "worker_tls"]
+__all__ = [
+    "DONE",
+    "NO_CONTEXT",
+    "REJECTED",
+    "RUNNING",
+    "WAITING",
+    "Job",
+    "interrupted",
+    "worker_tls",
+]
 
 # Job states, in order; a caller waits while ``state < DONE``.
 WAITING = 0  # in the pool's line
 RUNNING = 1  # handed to a worker
 DONE = 2  # outcome stored; ``result`` or ``error`` is final
 REJECTED = 3  # taken out of the line by close()
+
+
+# What an emptied job's context is: it holds no variables, so keeps nothing alive.
+NO_CONTEXT = Context()
 
 
 class Job:
@@ -72,8 +85,29 @@ class Job:
         self.error: BaseException | None = None
         self.wrapper: WorkerWrapper | None = None
         self.nested = False
-        # Set, under the gate, by a caller that gave up; never cleared.
+        # Set, under the gate, by a caller that gave up; never cleared (a
+        # withdrawn job is never reused).
         self.withdrawn = False
+
+    def renew(self, payload: Any, context: Context, waker: Waker) -> None:
+        """
+        Make this job, emptied by ``empty()``, ready for its thread's next call.
+
+        Only a job whose outcome its caller took may be renewed: one given
+        up on may still be in a worker's hands. Its worker may still be
+        releasing the gate and waking the old waker, which the gate and
+        stale-wake tolerance make harmless.
+        """
+        self.payload = payload
+        self.context = context
+        self.waker = waker
+        self.state = WAITING
+        self.nested = False
+
+    def empty(self) -> None:
+        """Drop what the finished call handed over, so a spare job keeps nothing alive."""
+        self.payload = self.result = self.wrapper = None
+        self.context = NO_CONTEXT
 
 
 class _WorkerLocal(threading.local):

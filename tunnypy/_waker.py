@@ -25,10 +25,14 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ._job import Job
 
 __all__ = [
     "FD_BUDGET",
+    "CallerLocal",
     "LockWaker",
     "Waker",
     "caller_lock_waker",
@@ -52,7 +56,12 @@ _TIMEOUT_MAX = threading.TIMEOUT_MAX
 class Waker(Protocol):
     # ``wake`` and ``wait_forever`` are plain callables, not methods: where
     # they can be C functions (an eventfd's), a round trip runs fewer Python
-    # frames.
+    # frames. ``wait_forever`` may raise InterruptedError: ``os.eventfd_read``
+    # does not retry after a signal (PEP 475 passed it by), and a signal
+    # with a Python handler, SIGINT included, may land on any thread. Every
+    # caller of ``wait_forever`` catches it and waits on; ``wait`` does that
+    # itself. In the main thread the handler has run, or runs at the next
+    # bytecode, so Ctrl-C still raises there.
     @property
     def wake(self) -> Callable[[], object]: ...
     @property
@@ -96,16 +105,17 @@ class FdWaker:
 
     def wait(self, timeout: float | None = None) -> bool:
         if timeout is None:
-            os.eventfd_read(self._fd)
+            _read(self._fd)
             return True
         poll = self._poll
         if poll is None:
             poll = self._poll = select.poll()
             poll.register(self._fd, select.POLLIN)
         # poll() takes milliseconds and rounds up, so a wait never ends early.
+        # It retries after a signal itself (PEP 475), with what is left.
         if not poll.poll(max(timeout, 0.0) * 1000.0):
             return False
-        os.eventfd_read(self._fd)
+        _read(self._fd)
         return True
 
     def __del__(
@@ -123,6 +133,16 @@ class FdWaker:
         with _lock:
             if _fds_in_use is not None:
                 _fds_in_use -= 1
+
+
+def _read(fd: int) -> None:
+    """Read an eventfd, waiting on after a signal (see ``Waker``)."""
+    while True:
+        try:
+            os.eventfd_read(fd)
+        except InterruptedError:
+            continue
+        return
 
 
 def new_waker() -> Waker:
@@ -149,25 +169,36 @@ def fds_in_use() -> int:
     return _fds_in_use
 
 
-_tls = threading.local()
+class CallerLocal(threading.local):
+    """What a calling thread keeps between its calls: its wakers and a spare job."""
+
+    # Class-level defaults: a thread-local lookup that misses costs ~0.6 µs.
+    waker: Waker | None = None
+    lock_waker: Waker | None = None
+    # The job of this thread's last call that ended normally, emptied, for
+    # its next call to reuse (see Pool.process). A call takes it out while
+    # it runs, so a call made on the same thread meanwhile (a signal
+    # handler's, a __del__'s) makes its own.
+    spare: Job | None = None
+
+
+_tls = CallerLocal()
 
 
 def caller_waker() -> Waker:
     """The calling thread's own waker, made on first use and kept for the thread's life."""
-    try:
-        return _tls.waker  # type: ignore[no-any-return]
-    except AttributeError:
+    waker = _tls.waker
+    if waker is None:
         waker = _tls.waker = new_waker()
-        return waker
+    return waker
 
 
 def caller_lock_waker() -> Waker:
     """The calling thread's lock waker, for waits behind other jobs (see ``Core.batch_wakes``)."""
-    try:
-        return _tls.lock_waker  # type: ignore[no-any-return]
-    except AttributeError:
+    waker = _tls.lock_waker
+    if waker is None:
         waker = _tls.lock_waker = LockWaker()
-        return waker
+    return waker
 
 
 def cpus_usable() -> int:
@@ -213,7 +244,7 @@ def _after_fork_in_child() -> None:
     # would stay locked for good. A raw lock may be released by any thread,
     # and no other thread exists in the child.
     global _tls
-    _tls = threading.local()
+    _tls = CallerLocal()
     if _budget_lock.locked():
         _budget_lock.release()
 

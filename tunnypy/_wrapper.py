@@ -132,6 +132,8 @@ class WorkerWrapper:
                             job.waker.wake()  # type: ignore[union-attr]
                     else:
                         deliver(job, ok, outcome)
+                    # Keep nothing of the finished call alive while parked.
+                    job = outcome = None
                     if following is None:
                         # The common case of _await_job(), inlined: parked,
                         # wait to be handed a job.
@@ -140,7 +142,10 @@ class WorkerWrapper:
                             following = self.job
                             if following is not None or self.retiring or core.summoned is self:
                                 break
-                            self.waker.wait_forever()
+                            try:  # noqa: SIM105 - suppress() costs a frame
+                                self.waker.wait_forever()
+                            except InterruptedError:
+                                pass  # a signal arrived (see _waker)
                         if following is None:
                             following = await_job()
                     job = following
@@ -148,8 +153,7 @@ class WorkerWrapper:
                         break  # retired
                 else:
                     deliver(job, ok, outcome)
-                    self.job = job = None
-                outcome = None
+                    self.job = job = outcome = None
         finally:
             self.core.worker_exited(self)
 
@@ -246,7 +250,10 @@ class WorkerWrapper:
                     return job
             if self.retiring:
                 return None
-            self.waker.wait_forever()
+            try:  # noqa: SIM105 - as in _run()
+                self.waker.wait_forever()
+            except InterruptedError:
+                pass  # a signal arrived (see _waker)
 
     def _deliver(self, job: Job, ok: bool, outcome: Any) -> None:
         """Hand *outcome* to the job's caller, unless the caller gave up on it."""
