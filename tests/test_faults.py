@@ -11,6 +11,7 @@ import pytest
 
 import tunnypy
 from tests.helpers import WAIT, Call, Gate, RecordingWorker, wait_for
+from tunnypy import _waker
 
 
 class BoomError(Exception):
@@ -355,14 +356,21 @@ class TestJobUsesItsOwnPool:
         finally:
             assert pool.close(timeout=WAIT)
 
-    def test_a_job_calling_its_own_full_pool_raises_deadlock_error(self) -> None:
+    @pytest.mark.parametrize("batch_wakes", [False, True])
+    def test_a_job_calling_its_own_full_pool_raises_deadlock_error(self, batch_wakes: bool) -> None:
         """process() from a job on a size-1 pool raises PoolDeadlockError instead of hanging."""
         holder: list[tunnypy.Pool[int, int]] = []
 
         def job(depth: int) -> int:
-            return holder[0].process(depth + 1) if depth == 0 else depth
+            if depth:
+                return depth
+            # A thread that has waited in a line before has its lock waker:
+            # Pool.process then queues a call itself, and must still check.
+            _waker.caller_lock_waker()
+            return holder[0].process(depth + 1)
 
         pool = tunnypy.Pool.from_func(1, job)
+        pool._core.batch_wakes = batch_wakes  # both of process()'s ways into the line
         holder.append(pool)
         try:
             with pytest.raises(tunnypy.PoolDeadlockError, match="its own pool"):

@@ -152,6 +152,9 @@ class Core:
         A burst of submits thus costs the submitter one wake, not one per
         job: a wake through an eventfd hands the GIL to the woken worker, and
         the submitter and its workers would take turns job by job.
+
+        ``Pool.process`` inlines the hand-over and the joining of the line;
+        a change here must be made there too.
         """
         # Callers may be the main thread, where Ctrl-C raises wherever the
         # interpreter checks for signals (calls, not indexing or stores):

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar, final
 from . import _waker
 from ._core import CANCELLED, TIMED_OUT, Core, PoolStats, collected, live_cores
 from ._future import JobFuture
-from ._job import DONE, NO_CONTEXT, RUNNING, WAITING, Job
+from ._job import DONE, NO_CONTEXT, RUNNING, WAITING, Job, worker_tls
 from ._token import CancelToken, check_timeout
 from ._waker import caller_lock_waker, caller_waker, yield_until_free
 from ._worker import CallbackWorker, FuncWorker, Worker
@@ -159,29 +159,46 @@ class Pool(Generic[P, R]):
             job.waker = waker
             job.state = WAITING
             job.nested = False
-        # dispatch(), inlined for the case that matters (every worker parked,
-        # no summons on its way): a frame is ~5% of a round trip.
+        # dispatch(), inlined for the two cases that matter: every worker
+        # parked, no summons on its way (the lone round trip; a frame is ~5%
+        # of it), and a job that only joins the line (many callers: a frame
+        # and a second take of the lock were ~13% of a contended call's
+        # instructions). The other cases, and every refusal, are dispatch()'s.
         # This may be the main thread, where Ctrl-C raises wherever the
         # interpreter checks for signals: ``with`` always releases the lock,
-        # the section makes no call (indexing and ``del``, not ``pop()``),
+        # the hand-over makes no call (indexing and ``del``, not ``pop()``),
         # and ``finally`` wakes a worker once it holds the job.
         wrapper = None
+        queued = False
         lock = core.lock
         if lock.locked():
             yield_until_free(lock)
         try:
             with lock:
                 idle = core.idle
-                if idle and core.summoned is None and len(idle) >= core.active:
-                    wrapper = idle[-1]
-                    del idle[-1]
-                    job.state = RUNNING
-                    job.wrapper = wrapper
-                    wrapper.job = job
+                on_way = core.summoned
+                if idle and on_way is None:
+                    if len(idle) >= core.active:
+                        wrapper = idle[-1]
+                        del idle[-1]
+                        job.state = RUNNING
+                        job.wrapper = wrapper
+                        wrapper.job = job
+                elif (
+                    # A worker is free for it (dispatch()'s last case), or it
+                    # waits its turn and nothing refuses it: not closed, no
+                    # max_waiting, and not a worker thread (the deadlock check).
+                    on_way is not None and len(idle) + (not on_way.retiring) > len(core.line)
+                ) or (not core.closed and core.max_waiting is None and worker_tls.wrapper is None):
+                    line_waker = tls.lock_waker if core.batch_wakes else waker
+                    if line_waker is not None:  # else dispatch() makes it
+                        job.waker = waker = line_waker
+                        core.line.append(job)
+                        queued = True
         finally:
             if wrapper is not None:
                 wrapper.waker.wake()
-        if wrapper is None:
+        if wrapper is None and not queued:
             if core.batch_wakes:
                 job.waker = waker = caller_lock_waker()
             core.dispatch(job)
