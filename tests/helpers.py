@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -119,3 +121,18 @@ class RecordingFactory:
     def __call__(self) -> RecordingWorker:
         self.made.append(RecordingWorker())
         return self.made[-1]
+
+
+@contextlib.contextmanager
+def on_sigusr1(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Give SIGUSR1 *handler* (a Python handler runs in the main thread) for the block."""
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def sigusr1_to(thread: threading.Thread) -> None:
+    """Send SIGUSR1 to *thread*: a system call it is blocked in fails with EINTR."""
+    signal.pthread_kill(thread.ident or 0, signal.SIGUSR1)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, Call, Gate, wait_for
+from tests.helpers import WAIT, Call, Gate, on_sigusr1, sigusr1_to, wait_for
 from tunnypy import _waker
 from tunnypy._job import NO_CONTEXT, Job
 
@@ -143,16 +143,13 @@ class TestReentrantCall:
 
             def interrupt_then_release() -> None:
                 assert gate.started.wait(WAIT)
-                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+                sigusr1_to(threading.main_thread())
                 assert handled.wait(WAIT)
                 gate.release.set()
 
-            previous = signal.signal(signal.SIGUSR1, handler)
-            try:
+            with on_sigusr1(handler):
                 helper = Call(interrupt_then_release)
                 assert pool.process(lambda: gate("outer")) == "outer"
                 helper.wait()
-            finally:
-                signal.signal(signal.SIGUSR1, previous)
             assert seen == {"spare": None, "nested": "nested"}
             assert spare() is not None

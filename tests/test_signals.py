@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, Call, Gate, wait_for
+from tests.helpers import WAIT, Call, Gate, on_sigusr1, sigusr1_to, wait_for
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill"
@@ -21,11 +21,8 @@ pytestmark = pytest.mark.skipif(
 def handled() -> Iterator[threading.Event]:
     """SIGUSR1 gets a Python handler that sets the event this yields."""
     event = threading.Event()
-    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: event.set())
-    try:
+    with on_sigusr1(lambda signum, frame: event.set()):
         yield event
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
 
 
 def run(payload: Callable[[], object]) -> object:
@@ -47,7 +44,7 @@ class TestParkedWorker:
             wait_for(lambda: pool.stats().idle == 2, "both workers to park")
             for thread in worker_threads(pool):
                 handled.clear()
-                signal.pthread_kill(thread.ident or 0, signal.SIGUSR1)
+                sigusr1_to(thread)
                 # The handler runs in the main thread at its next bytecode;
                 # blocked in Event.wait() it would not notice before the timeout.
                 wait_for(handled.is_set, "the main thread to run the handler")
@@ -78,7 +75,7 @@ class TestWaitingCaller:
 
         def signal_then_release() -> None:
             assert gate.started.wait(WAIT)
-            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+            sigusr1_to(threading.main_thread())
             assert handled.wait(WAIT)
             gate.release.set()
 
@@ -88,3 +85,51 @@ class TestWaitingCaller:
             helper.wait()
             stats = pool.stats()
             assert (stats.completed, stats.cancelled, stats.workers) == (1, 0, 2)
+
+
+class ReadyCounter(tunnypy.BaseWorker[Callable[[], object], object]):
+    """Runs callables; sets *delivered* when it is readied a second time (its first job is out)."""
+
+    def __init__(self, delivered: threading.Event) -> None:
+        self.delivered = delivered
+        self.readied = 0
+
+    def process(self, payload: Callable[[], object]) -> object:
+        return payload()
+
+    def block_until_ready(self) -> None:
+        self.readied += 1  # only this worker's thread calls it
+        if self.readied == 2:
+            self.delivered.set()
+
+
+class TestHandlerThatCallsThePool:
+    @pytest.mark.timeout(30)
+    def test_a_call_made_by_the_handler_cannot_strand_the_call_it_interrupted(self) -> None:
+        """The handler's call takes the waiting call's wake from the shared waker; both return."""
+        assert threading.current_thread() is threading.main_thread()
+        outer, delivered = Gate(), threading.Event()
+        seen: dict[str, object] = {}
+        handled = threading.Event()
+        with tunnypy.Pool(2, lambda: ReadyCounter(delivered)) as pool:
+
+            def handler(signum: int, frame: object) -> None:
+                outer.release.set()
+                # Returns only once the outer job's worker has delivered it and
+                # woken this thread's eventfd: this call's wait reads that wake.
+                seen["nested"] = pool.process_ctx(
+                    lambda: "nested" if delivered.wait(WAIT) else "late", tunnypy.CancelToken()
+                )
+                handled.set()
+
+            def signal_main() -> None:
+                assert outer.started.wait(WAIT)
+                sigusr1_to(threading.main_thread())
+
+            with on_sigusr1(handler):
+                helper = Call(signal_main)
+                # try_process sleeps in the waker's untimed wait().
+                assert pool.try_process(lambda: outer("outer")) == "outer"
+                helper.wait()
+            assert handled.is_set()
+            assert seen == {"nested": "nested"}

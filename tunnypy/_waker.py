@@ -59,9 +59,11 @@ class Waker(Protocol):
     # frames. ``wait_forever`` may raise InterruptedError: ``os.eventfd_read``
     # does not retry after a signal (PEP 475 passed it by), and a signal
     # with a Python handler, SIGINT included, may land on any thread. Every
-    # caller of ``wait_forever`` catches it and waits on; ``wait`` does that
-    # itself. In the main thread the handler has run, or runs at the next
-    # bytecode, so Ctrl-C still raises there.
+    # caller of ``wait_forever`` catches it and looks at its condition again;
+    # ``wait`` returns early instead, as after a stale wake. Not a blind
+    # retry: a call made by the handler on the same thread shares its waker
+    # and may have taken the wake. In the main thread the handler has run,
+    # or runs at the next bytecode, so Ctrl-C still raises there.
     @property
     def wake(self) -> Callable[[], object]: ...
     @property
@@ -136,13 +138,13 @@ class FdWaker:
 
 
 def _read(fd: int) -> None:
-    """Read an eventfd, waiting on after a signal (see ``Waker``)."""
-    while True:
-        try:
-            os.eventfd_read(fd)
-        except InterruptedError:
-            continue
-        return
+    """Read an eventfd; a signal ends the wait early, like a stale wake (see ``Waker``)."""
+    try:  # noqa: SIM105 - suppress() costs two frames on the timed path
+        os.eventfd_read(fd)
+    except InterruptedError:
+        # Not a retry: a call made by the signal handler on this thread may
+        # have taken this thread's wake, so the caller must look again.
+        pass
 
 
 def new_waker() -> Waker:
