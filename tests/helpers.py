@@ -136,3 +136,26 @@ def on_sigusr1(handler: Callable[[int, Any], None]) -> Iterator[None]:
 def sigusr1_to(thread: threading.Thread) -> None:
     """Send SIGUSR1 to *thread*: a system call it is blocked in fails with EINTR."""
     signal.pthread_kill(thread.ident or 0, signal.SIGUSR1)
+
+
+def sigusr1_until(thread: threading.Thread, entered: threading.Event) -> None:
+    """
+    Send SIGUSR1 to *thread* until its handler sets *entered*, for at most WAIT seconds.
+
+    A signal that lands after a thread has let go of the GIL but before it
+    sleeps in the system call interrupts nothing: its handler waits until
+    the call returns. The next one finds the thread asleep. The handler
+    must tolerate running more than once (run its work on the first entry).
+    """
+    deadline = threading.Event()
+    timer = threading.Timer(WAIT, deadline.set)
+    timer.start()
+    try:
+        while not deadline.is_set():
+            sigusr1_to(thread)
+            if entered.wait(0.05):
+                return
+        raise AssertionError("the signal handler never ran")
+    finally:
+        timer.cancel()
+        timer.join()

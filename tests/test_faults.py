@@ -12,6 +12,7 @@ import pytest
 import tunnypy
 from tests.helpers import WAIT, Call, Gate, RecordingWorker, wait_for
 from tunnypy import _waker
+from tunnypy._job import NO_CONTEXT, Job
 
 
 class BoomError(Exception):
@@ -364,9 +365,12 @@ class TestJobUsesItsOwnPool:
         def job(depth: int) -> int:
             if depth:
                 return depth
-            # A thread that has waited in a line before has its lock waker:
-            # Pool.process then queues a call itself, and must still check.
-            _waker.caller_lock_waker()
+            # A thread whose last call waited in a line keeps that job, and
+            # its lock waker, for the next: Pool.process then queues a call
+            # itself, and must still check.
+            spare = Job(None, NO_CONTEXT, None)
+            spare.own_waker()
+            _waker._tls.spare = spare
             return holder[0].process(depth + 1)
 
         pool = tunnypy.Pool.from_func(1, job)

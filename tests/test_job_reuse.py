@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, Call, Gate, on_sigusr1, sigusr1_to, wait_for
+from tests.helpers import WAIT, Call, Gate, on_sigusr1, sigusr1_until, wait_for
 from tunnypy import _waker
 from tunnypy._job import NO_CONTEXT, Job
 
@@ -128,7 +128,7 @@ class TestReentrantCall:
         assert threading.current_thread() is threading.main_thread()
         gate = Gate()
         seen: dict[str, Any] = {}
-        handled = threading.Event()
+        entered, handled = threading.Event(), threading.Event()
 
         def run(payload: Callable[[], object]) -> object:
             return payload()
@@ -137,13 +137,16 @@ class TestReentrantCall:
             assert pool.process(lambda: "warm") == "warm"
 
             def handler(signum: int, frame: object) -> None:
+                if entered.is_set():
+                    return  # a resent signal
+                entered.set()
                 seen["spare"] = spare()
                 seen["nested"] = pool.process(lambda: "nested")
                 handled.set()
 
             def interrupt_then_release() -> None:
                 assert gate.started.wait(WAIT)
-                sigusr1_to(threading.main_thread())
+                sigusr1_until(threading.main_thread(), entered)
                 assert handled.wait(WAIT)
                 gate.release.set()
 

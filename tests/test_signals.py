@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -10,7 +11,9 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, Call, Gate, on_sigusr1, sigusr1_to, wait_for
+from tests.helpers import WAIT, Call, Gate, on_sigusr1, sigusr1_to, sigusr1_until, wait_for
+from tunnypy import _waker
+from tunnypy._waker import Waker
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill"
@@ -55,7 +58,9 @@ class TestParkedWorker:
             assert {f.result(WAIT) for f in calls} == {0, 1}
 
 
-CALLS: dict[str, Callable[[tunnypy.Pool[Any, Any], Callable[[], object]], object]] = {
+PoolCall = Callable[[tunnypy.Pool[Any, Any], Callable[[], object]], object]
+
+CALLS: dict[str, PoolCall] = {
     "process": lambda pool, job: pool.process(job),
     "process_timed": lambda pool, job: pool.process_timed(job, WAIT),
     # A token without a deadline: the untimed wait, unlike the two above.
@@ -75,8 +80,7 @@ class TestWaitingCaller:
 
         def signal_then_release() -> None:
             assert gate.started.wait(WAIT)
-            sigusr1_to(threading.main_thread())
-            assert handled.wait(WAIT)
+            sigusr1_until(threading.main_thread(), handled)
             gate.release.set()
 
         with tunnypy.Pool.from_func(2, run) as pool:
@@ -110,10 +114,13 @@ class TestHandlerThatCallsThePool:
         assert threading.current_thread() is threading.main_thread()
         outer, delivered = Gate(), threading.Event()
         seen: dict[str, object] = {}
-        handled = threading.Event()
+        entered, handled = threading.Event(), threading.Event()
         with tunnypy.Pool(2, lambda: ReadyCounter(delivered)) as pool:
 
             def handler(signum: int, frame: object) -> None:
+                if entered.is_set():
+                    return  # a resent signal
+                entered.set()
                 outer.release.set()
                 # Returns only once the outer job's worker has delivered it and
                 # woken this thread's eventfd: this call's wait reads that wake.
@@ -124,7 +131,7 @@ class TestHandlerThatCallsThePool:
 
             def signal_main() -> None:
                 assert outer.started.wait(WAIT)
-                sigusr1_to(threading.main_thread())
+                sigusr1_until(threading.main_thread(), entered)
 
             with on_sigusr1(handler):
                 helper = Call(signal_main)
@@ -133,3 +140,161 @@ class TestHandlerThatCallsThePool:
                 helper.wait()
             assert handled.is_set()
             assert seen == {"nested": "nested"}
+
+
+class TestHandlerThatCallsThePoolWhileItsThreadSleepsOnALock:
+    """
+    A lock wait retries inside C after the handler, without looking at its job.
+
+    The call the handler interrupted must not share its lock with the
+    handler's call, or the handler's call can take its wake and leave it
+    waiting for ever (the old failure: this test hung until its timeout).
+    """
+
+    @pytest.mark.timeout(30)
+    @pytest.mark.parametrize(
+        "outer_kind",
+        ["process behind a busy worker", "process_timed", "process without an eventfd"],
+    )
+    def test_the_interrupted_call_keeps_its_wake(
+        self, outer_kind: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        assert threading.current_thread() is threading.main_thread()
+        if outer_kind == "process without an eventfd":
+            # The budget of eventfds is spent: even the lone round trip sleeps on a lock.
+            monkeypatch.setattr(_waker._tls, "waker", None)
+            monkeypatch.setattr(_waker, "new_fd_waker", lambda: None)
+        blocker, outer = Gate(), Gate()
+        seen: dict[str, object] = {}
+        entered, handled = threading.Event(), threading.Event()
+        with tunnypy.Pool.from_func(1, run) as pool:
+            pool._core.batch_wakes = True  # lock wakers, even pinned to one CPU
+
+            def handler(signum: int, frame: object) -> None:
+                if entered.is_set():
+                    return  # a resent signal
+                entered.set()
+                outer.release.set()
+                # A timed call sleeps on a lock too. The one worker serves it
+                # only after it has delivered the outer job and woken its caller.
+                seen["nested"] = pool.process_timed(lambda: "nested", WAIT)
+                handled.set()
+
+            def release_then_signal() -> None:
+                if outer_kind == "process behind a busy worker":
+                    wait_for(lambda: pool.queue_length == 1, "the outer call to wait in line")
+                    blocker.release.set()
+                assert outer.started.wait(WAIT)
+                sigusr1_until(threading.main_thread(), entered)
+
+            busy = None
+            if outer_kind == "process behind a busy worker":
+                busy = pool.submit(blocker)
+                assert blocker.started.wait(WAIT)
+            with on_sigusr1(handler):
+                helper = Call(release_then_signal)
+                if outer_kind == "process_timed":
+                    # Longer than this test's timeout: a lost wake hangs it.
+                    result = pool.process_timed(lambda: outer("outer"), 3600.0)
+                else:
+                    result = pool.process(lambda: outer("outer"))
+                helper.wait()
+            assert result == "outer"
+            assert handled.is_set()
+            assert seen == {"nested": "nested"}
+            if busy is not None:
+                assert busy.result(WAIT) is None
+
+
+class InterruptedLine(collections.deque[Any]):
+    """A pool's line whose first append is followed by Ctrl-C, as if SIGINT arrived then."""
+
+    interrupted = False
+
+    def append(self, job: Any) -> None:
+        super().append(job)
+        if not self.interrupted:
+            self.interrupted = True
+            # CPython runs signal handlers, and raises KeyboardInterrupt,
+            # just after a call returns: here, with the job in line.
+            raise KeyboardInterrupt
+
+
+class InterruptedWake:
+    """A parked worker's waker whose first wake is followed by Ctrl-C."""
+
+    def __init__(self, waker: Waker) -> None:
+        self.waker = waker
+        self.wait_forever = waker.wait_forever
+        self.interrupted = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.waker.wait(timeout)
+
+    def wake(self) -> None:
+        self.waker.wake()
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+
+
+# The calls that wait in line (not try_process); process once per waker it may join on.
+IN_LINE_CALLS: dict[str, PoolCall] = {
+    "process, eventfd": CALLS["process"],
+    "process, lock": CALLS["process"],
+    "process_timed": CALLS["process_timed"],
+    "process_ctx": CALLS["process_ctx"],
+    "submit": lambda pool, job: pool.submit(job),
+}
+
+
+class TestCtrlCJustAfterTheJobGotIn:
+    """Ctrl-C between handing the job over and waiting for it still withdraws the job."""
+
+    @pytest.mark.parametrize("kind", sorted(IN_LINE_CALLS))
+    def test_a_job_interrupted_as_it_joins_the_line_is_taken_out_of_it(self, kind: str) -> None:
+        blocker = Gate()
+        ran = threading.Event()
+        with tunnypy.Pool.from_func(1, run) as pool:
+            core = pool._core
+            core.batch_wakes = kind == "process, lock"
+            busy = pool.submit(blocker)
+            assert blocker.started.wait(WAIT)
+            core.line = InterruptedLine()
+            with pytest.raises(KeyboardInterrupt):
+                IN_LINE_CALLS[kind](pool, ran.set)
+            assert core.line.interrupted
+            stats = pool.stats()
+            assert (pool.queue_length, stats.cancelled) == (0, 1)
+            blocker.release.set()
+            assert busy.result(WAIT) is None
+            # The line is empty: the worker parks, and the withdrawn job never runs.
+            wait_for(lambda: pool.stats().idle == 1, "the worker to park")
+            assert pool.process(lambda: "next") == "next"
+            assert not ran.is_set()
+            assert pool.stats().completed == 2  # the blocker and "next"
+
+    @pytest.mark.parametrize("kind", sorted(CALLS))
+    def test_a_job_interrupted_as_its_worker_wakes_is_withdrawn(self, kind: str) -> None:
+        gate = Gate()
+        seen: list[bool] = []
+
+        def job() -> None:
+            gate()
+            seen.append(tunnypy.interrupted())
+
+        with tunnypy.Pool.from_func(1, run) as pool:
+            core = pool._core
+            wait_for(lambda: pool.stats().idle == 1, "the worker to park")
+            wrapper = core.idle[0]
+            proxy = wrapper.waker = InterruptedWake(wrapper.waker)
+            with pytest.raises(KeyboardInterrupt):
+                CALLS[kind](pool, job)
+            assert proxy.interrupted
+            # Withdrawn while running (or before it began): interrupted, not delivered.
+            assert pool.stats().cancelled == 1
+            gate.release.set()
+            wait_for(lambda: pool.stats().idle == 1, "the worker to park again")
+            assert seen in ([], [True])
+            assert pool.stats().completed == 0
+            assert pool.process(lambda: "next") == "next"

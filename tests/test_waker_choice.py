@@ -34,15 +34,24 @@ def running_job(core: Core, gate: Gate) -> Job:
 
 
 def call_recording_wakers(fn: Any, *args: Any) -> tuple[Call, dict[str, Any]]:
-    """Run ``fn(*args)`` in a thread that first records its two wakers."""
+    """Run ``fn(*args)`` in a thread that first records its eventfd waker."""
     wakers: dict[str, Any] = {}
 
     def run() -> Any:
         wakers["fd"] = _waker.caller_waker()
-        wakers["lock"] = _waker.caller_lock_waker()
+        assert isinstance(wakers["fd"], _waker.FdWaker)
         return fn(*args)
 
     return Call(run), wakers
+
+
+def sleeps_on(job: Job, wakers: dict[str, Any]) -> str:
+    """Which waker *job*'s caller sleeps on: its thread's eventfd, or the job's own lock."""
+    if job.waker is wakers["fd"]:
+        return "fd"
+    assert isinstance(job.waker, _waker.LockWaker)
+    assert job.waker is job.lock_waker
+    return "lock"
 
 
 def run_gate(payload: Any) -> Any:
@@ -58,7 +67,7 @@ def test_process_timed_sleeps_on_its_lock_only_with_several_cpus(batch_wakes: bo
         gate = Gate()
         call, wakers = call_recording_wakers(pool.process_timed, gate, WAIT)
         job = running_job(core, gate)
-        assert job.waker is wakers["lock" if batch_wakes else "fd"]
+        assert sleeps_on(job, wakers) == ("lock" if batch_wakes else "fd")
         gate.release.set()
         call.wait()
 
@@ -71,7 +80,7 @@ def test_process_handed_to_a_parked_worker_sleeps_on_its_eventfd() -> None:
         wait_for(lambda: len(core.idle) == 2, "both workers to park")
         gate = Gate()
         call, wakers = call_recording_wakers(pool.process, gate)
-        assert running_job(core, gate).waker is wakers["fd"]
+        assert sleeps_on(running_job(core, gate), wakers) == "fd"
         gate.release.set()
         call.wait()
 
@@ -90,8 +99,42 @@ def test_process_behind_a_busy_worker_sleeps_on_its_lock_only_with_several_cpus(
         gate = Gate()
         call, wakers = call_recording_wakers(pool.process, gate)
         job = running_job(core, gate)
-        assert job.waker is wakers["lock" if batch_wakes else "fd"]
+        assert sleeps_on(job, wakers) == ("lock" if batch_wakes else "fd")
         gate.release.set()
         busy.release.set()
         call.wait()
         first.wait()
+
+
+NO_FD_CALLS: dict[str, Any] = {
+    "process": lambda pool, gate: pool.process(gate),
+    "process_timed": lambda pool, gate: pool.process_timed(gate, WAIT),
+    "process_ctx": lambda pool, gate: pool.process_ctx(gate, tunnypy.CancelToken()),
+    "try_process": lambda pool, gate: pool.try_process(gate),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NO_FD_CALLS))
+def test_without_an_eventfd_a_call_sleeps_on_its_own_jobs_lock(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The eventfd budget spent: the call's job brings its own lock, shared with no other call."""
+    monkeypatch.setattr(_waker, "new_fd_waker", lambda: None)
+    with tunnypy.Pool.from_func(2, run_gate) as pool:
+        core = pool._core
+        core.batch_wakes = False  # else process_timed sleeps on the job's lock anyway
+        wait_for(lambda: len(core.idle) == 2, "both workers to park")
+        gate = Gate()
+        seen: dict[str, Any] = {}
+
+        def run() -> Any:
+            seen["fd"] = _waker.caller_waker()
+            return NO_FD_CALLS[kind](pool, gate)
+
+        call = Call(run)
+        job = running_job(core, gate)
+        assert seen["fd"] is None
+        assert isinstance(job.waker, _waker.LockWaker)
+        assert job.waker is job.lock_waker
+        gate.release.set()
+        call.wait()

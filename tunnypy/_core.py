@@ -223,12 +223,16 @@ class Core:
         job.nested = True
         self.nested_waiting += 1
 
-    def await_outcome(self, job: Job, deadline: float | None, token: CancelToken | None) -> Any:
-        """Wait for *job* and return its result, or raise what ended the call."""
+    def call(
+        self, job: Job, deadline: float | None, token: CancelToken | None, *, wait: bool = True
+    ) -> Any:
+        """Dispatch *job*, wait for it and return its result, or raise what ended the call."""
         waker = job.waker
         assert waker is not None
         reason: str | None = None
         try:
+            # Inside the try: Ctrl-C may land just after dispatch() returns.
+            self.dispatch(job, wait=wait)
             if deadline is None and token is None:
                 while job.state < DONE:
                     waker.wait()
@@ -247,7 +251,8 @@ class Core:
                     waker.wait(remaining)
         except BaseException:
             # Ctrl-C (or another asynchronous exception) in the caller: it has
-            # given up, so withdraw the job as a cancellation and re-raise.
+            # given up, so withdraw the job as a cancellation and re-raise. A
+            # refusal by dispatch() lands here too; there is nothing to withdraw.
             self.withdraw(job, CANCELLED)
             raise
         if reason is not None and self.withdraw(job, reason):
@@ -273,8 +278,8 @@ class Core:
         """
         Give up on *job*: take it out of line, or interrupt its worker.
 
-        Returns ``False`` when the worker finished first (its outcome stands)
-        or the pool's close() already refused it.
+        Returns ``False`` when the worker finished first (its outcome stands),
+        the pool's close() already refused it, or it never got in.
         """
         gate = job.gate
         assert gate is not None  # futures are never withdrawn
@@ -285,14 +290,19 @@ class Core:
             with self.lock:
                 if job.state == REJECTED:
                     return False
-                job.withdrawn = True
                 wrapper: WorkerWrapper | None = None
                 if job.state == WAITING:
-                    self.line.remove(job)
+                    try:
+                        self.line.remove(job)
+                    except ValueError:
+                        # It never got in: refused, or its caller was
+                        # interrupted (Ctrl-C) before it joined the line.
+                        return False
                     if job.nested:
                         self.nested_waiting -= 1
                 else:
                     wrapper = job.wrapper
+                job.withdrawn = True
                 if reason == TIMED_OUT:
                     self.timed_out += 1
                 else:

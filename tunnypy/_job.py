@@ -24,6 +24,8 @@ from concurrent.futures import Future
 from contextvars import Context
 from typing import TYPE_CHECKING, Any
 
+from ._waker import LockWaker
+
 if TYPE_CHECKING:
     from ._waker import Waker
     from ._wrapper import WorkerWrapper
@@ -59,6 +61,7 @@ class Job:
         "error",
         "future",
         "gate",
+        "lock_waker",
         "nested",
         "payload",
         "result",
@@ -85,11 +88,12 @@ class Job:
         self.error: BaseException | None = None
         self.wrapper: WorkerWrapper | None = None
         self.nested = False
+        self.lock_waker: LockWaker | None = None
         # Set, under the gate, by a caller that gave up; never cleared (a
         # withdrawn job is never reused).
         self.withdrawn = False
 
-    def renew(self, payload: Any, context: Context, waker: Waker) -> None:
+    def renew(self, payload: Any, context: Context, waker: Waker | None) -> None:
         """
         Make this job, emptied by ``empty()``, ready for its thread's next call.
 
@@ -103,6 +107,22 @@ class Job:
         self.waker = waker
         self.state = WAITING
         self.nested = False
+
+    def own_waker(self) -> LockWaker:
+        """
+        This job's own lock waker, made on first use and kept while the job is reused.
+
+        A lock waker belongs to a job, not to its thread, so that a call made
+        on the same thread while this one waits (by a signal handler) never
+        sleeps on this job's lock: ``acquire()`` retries inside C after the
+        handler without looking at the job, and would wait for ever for a
+        wake the handler's call took. A reused job's lock may hold a stale
+        wake from its last call, which every waiter tolerates.
+        """
+        waker = self.lock_waker
+        if waker is None:
+            waker = self.lock_waker = LockWaker()
+        return waker
 
     def empty(self) -> None:
         """Drop what the finished call handed over, so a spare job keeps nothing alive."""

@@ -20,9 +20,9 @@ from ._core import CANCELLED, TIMED_OUT, Core, PoolStats, collected, live_cores
 from ._future import JobFuture
 from ._job import DONE, NO_CONTEXT, RUNNING, WAITING, Job, worker_tls
 from ._token import CancelToken, check_timeout
-from ._waker import caller_lock_waker, caller_waker, yield_until_free
+from ._waker import Waker, caller_waker, yield_until_free
 from ._worker import CallbackWorker, FuncWorker, Worker
-from .exceptions import JobCancelledError, JobTimedOutError
+from .exceptions import JobCancelledError, JobTimedOutError, TunnypyError
 
 __all__ = ["Pool", "PoolStats"]
 
@@ -144,9 +144,7 @@ class Pool(Generic[P, R]):
         if core.check is not None:
             core.check(payload)
         tls = _waker._tls
-        waker = tls.waker
-        if waker is None:
-            waker = caller_waker()
+        waker: Waker | None = tls.waker
         # The thread's last job is reused when its call ended normally:
         # ~4% of a round trip against making one. Job.renew(), inlined.
         job = tls.spare
@@ -159,60 +157,72 @@ class Pool(Generic[P, R]):
             job.waker = waker
             job.state = WAITING
             job.nested = False
+        if waker is None:
+            # The thread's first call, or no eventfd to be had: then the job's own lock.
+            waker = job.waker = caller_waker() or job.own_waker()
         # dispatch(), inlined for the two cases that matter: every worker
         # parked, no summons on its way (the lone round trip; a frame is ~5%
         # of it), and a job that only joins the line (many callers: a frame
         # and a second take of the lock were ~13% of a contended call's
         # instructions). The other cases, and every refusal, are dispatch()'s.
         # This may be the main thread, where Ctrl-C raises wherever the
-        # interpreter checks for signals: ``with`` always releases the lock,
-        # the hand-over makes no call (indexing and ``del``, not ``pop()``),
-        # and ``finally`` wakes a worker once it holds the job.
+        # interpreter checks for signals, which includes just after any call
+        # returns (``line.append``, the lock's ``__exit__``, a wake): ``with``
+        # always releases the lock, the hand-over makes no call (indexing and
+        # ``del``, not ``pop()``), ``finally`` wakes a worker once it holds
+        # the job, and one ``try`` covers the call from the lock to the end
+        # of the wait, so a job handed over or in line is withdrawn wherever
+        # Ctrl-C lands (withdraw() leaves a job that never got in alone).
         wrapper = None
         queued = False
         lock = core.lock
         if lock.locked():
             yield_until_free(lock)
         try:
-            with lock:
-                idle = core.idle
-                on_way = core.summoned
-                if idle and on_way is None:
-                    if len(idle) >= core.active:
-                        wrapper = idle[-1]
-                        del idle[-1]
-                        job.state = RUNNING
-                        job.wrapper = wrapper
-                        wrapper.job = job
-                elif (
-                    # A worker is free for it (dispatch()'s last case), or it
-                    # waits its turn and nothing refuses it: not closed, no
-                    # max_waiting, and not a worker thread (the deadlock check).
-                    on_way is not None and len(idle) + (not on_way.retiring) > len(core.line)
-                ) or (not core.closed and core.max_waiting is None and worker_tls.wrapper is None):
-                    line_waker = tls.lock_waker if core.batch_wakes else waker
-                    if line_waker is not None:  # else dispatch() makes it
-                        job.waker = waker = line_waker
-                        core.line.append(job)
-                        queued = True
-        finally:
-            if wrapper is not None:
-                wrapper.waker.wake()
-        if wrapper is None and not queued:
-            if core.batch_wakes:
-                job.waker = waker = caller_lock_waker()
-            core.dispatch(job)
-        if job.state < DONE:
             try:
+                with lock:
+                    idle = core.idle
+                    on_way = core.summoned
+                    if idle and on_way is None:
+                        if len(idle) >= core.active:
+                            wrapper = idle[-1]
+                            del idle[-1]
+                            job.state = RUNNING
+                            job.wrapper = wrapper
+                            wrapper.job = job
+                    elif (
+                        # A worker is free for it (dispatch()'s last case), or
+                        # it waits its turn and nothing refuses it: not closed,
+                        # no max_waiting, and not a worker thread (the
+                        # deadlock check).
+                        on_way is not None and len(idle) + (not on_way.retiring) > len(core.line)
+                    ) or (
+                        not core.closed and core.max_waiting is None and worker_tls.wrapper is None
+                    ):
+                        line_waker = job.lock_waker if core.batch_wakes else waker
+                        if line_waker is not None:  # else dispatch() makes it
+                            job.waker = waker = line_waker
+                            core.line.append(job)
+                            queued = True
+            finally:
+                if wrapper is not None:
+                    wrapper.waker.wake()
+            if wrapper is None and not queued:
+                if core.batch_wakes:
+                    job.waker = waker = job.own_waker()
+                core.dispatch(job)
+            if job.state < DONE:
                 wait = waker.wait_forever
                 while job.state < DONE:
                     try:  # noqa: SIM105 - suppress() costs a frame
                         wait()
                     except InterruptedError:
                         pass  # a signal arrived; its handler has run or will (see _waker)
-            except BaseException:
-                core.withdraw(job, CANCELLED)  # Ctrl-C: the caller gave up
-                raise
+        except BaseException:
+            # Ctrl-C: the caller gave up. A refusal lands here too, and
+            # withdraw() finds nothing to take back.
+            core.withdraw(job, CANCELLED)
+            raise
         if job.error is None and job.state == DONE:
             result = job.result
             job.payload = job.result = job.wrapper = None  # Job.empty(), inlined
@@ -251,29 +261,34 @@ class Pool(Generic[P, R]):
         # the GIL; with more than one CPU the worker that woke us takes it
         # back in between, and we wait for it to park. A lock is one timed
         # futex wait. On one CPU the eventfd's hand-over of the GIL wins.
-        waker = caller_lock_waker() if core.batch_wakes else caller_waker()
         tls = _waker._tls
         job = tls.spare
         if job is None:
-            job = Job(payload, _copy_context(), waker)
+            job = Job(payload, _copy_context(), None)
         else:
             tls.spare = None
-            job.renew(payload, _copy_context(), waker)
-        core.dispatch(job)
-        # Inline rather than await_outcome(): this is the hot path.
-        if job.state < DONE:
-            wait = waker.wait
-            try:
+            job.renew(payload, _copy_context(), None)
+        if core.batch_wakes:
+            waker: Waker = job.own_waker()
+        else:
+            waker = tls.waker or caller_waker() or job.own_waker()
+        job.waker = waker
+        try:
+            # Inside the try: Ctrl-C may land just after dispatch() returns.
+            core.dispatch(job)
+            # Inline rather than Core.call(): this is the hot path.
+            if job.state < DONE:
+                wait = waker.wait
                 while job.state < DONE:
                     remaining = deadline - _monotonic()
                     if remaining <= 0:
                         break
                     wait(remaining)
-            except BaseException:
-                core.withdraw(job, CANCELLED)  # Ctrl-C: the caller gave up
-                raise
-            if job.state < DONE and core.withdraw(job, TIMED_OUT):
-                raise JobTimedOutError("job did not finish before its deadline")
+        except BaseException:
+            core.withdraw(job, CANCELLED)  # Ctrl-C: the caller gave up (or a refusal)
+            raise
+        if job.state < DONE and core.withdraw(job, TIMED_OUT):
+            raise JobTimedOutError("job did not finish before its deadline")
         if job.error is None and job.state == DONE:
             result = job.result
             job.empty()
@@ -305,12 +320,11 @@ class Pool(Generic[P, R]):
         if token.expired:
             core.count_refused(TIMED_OUT)
             raise JobTimedOutError("token's deadline had already passed")
-        waker = caller_waker()
-        job = Job(payload, _copy_context(), waker)
+        job = Job(payload, _copy_context(), None)
+        waker = job.waker = caller_waker() or job.own_waker()
         token._register(waker)
         try:
-            core.dispatch(job)
-            return core.await_outcome(job, token.deadline, token)  # type: ignore[no-any-return]
+            return core.call(job, token.deadline, token)  # type: ignore[no-any-return]
         finally:
             token._unregister(waker)
 
@@ -338,10 +352,9 @@ class Pool(Generic[P, R]):
         core = self._core
         if core.check is not None:
             core.check(payload)
-        waker = caller_waker()
-        job = Job(payload, _copy_context(), waker)
-        core.dispatch(job, wait=False)
-        return core.await_outcome(job, None, None)  # type: ignore[no-any-return]
+        job = Job(payload, _copy_context(), None)
+        job.waker = caller_waker() or job.own_waker()
+        return core.call(job, None, None, wait=False)  # type: ignore[no-any-return]
 
     def try_submit(self, payload: P) -> Future[R]:
         """Like :meth:`submit`, but raise :class:`PoolBusyError` at once if no worker is free."""
@@ -354,7 +367,16 @@ class Pool(Generic[P, R]):
         future = JobFuture(core)
         job = Job(payload, _copy_context(), None, future)
         future._tunnypy_job = job
-        core.dispatch(job, wait=wait)
+        try:
+            core.dispatch(job, wait=wait)
+        except TunnypyError:
+            raise  # refused: it never got in
+        except BaseException:
+            # Ctrl-C, just after the job got in: its caller never gets the
+            # future, so take the job back out of line (a job a worker has
+            # started runs on, and its result goes nowhere).
+            future.cancel()
+            raise
         return future
 
     # -- size -----------------------------------------------------------------

@@ -33,12 +33,13 @@ if TYPE_CHECKING:
 __all__ = [
     "FD_BUDGET",
     "CallerLocal",
+    "FdWaker",
     "LockWaker",
     "Waker",
-    "caller_lock_waker",
     "caller_waker",
     "cpus_usable",
     "fds_in_use",
+    "new_fd_waker",
     "new_waker",
     "yield_until_free",
 ]
@@ -149,6 +150,11 @@ def _read(fd: int) -> None:
 
 def new_waker() -> Waker:
     """Return an eventfd waker while the budget allows, else a lock waker."""
+    return new_fd_waker() or LockWaker()
+
+
+def new_fd_waker() -> FdWaker | None:
+    """Return an eventfd waker, or None if the budget is spent or eventfd is missing."""
     global _fds_in_use
     if _HAS_EVENTFD:
         with _budget_lock:
@@ -163,7 +169,7 @@ def new_waker() -> Waker:
                     _fds_in_use -= 1
             else:
                 return FdWaker(fd)
-    return LockWaker()
+    return None
 
 
 def fds_in_use() -> int:
@@ -172,34 +178,35 @@ def fds_in_use() -> int:
 
 
 class CallerLocal(threading.local):
-    """What a calling thread keeps between its calls: its wakers and a spare job."""
+    """What a calling thread keeps between its calls: its eventfd waker and a spare job."""
 
     # Class-level defaults: a thread-local lookup that misses costs ~0.6 µs.
-    waker: Waker | None = None
-    lock_waker: Waker | None = None
+    # Only an eventfd waker is kept here. A lock waker belongs to a job
+    # (``Job.own_waker``): a lock wait retries inside C after a signal
+    # handler without looking at its job again, so a handler's call must
+    # never sleep on, and take the wake of, the lock its thread waits on.
+    waker: FdWaker | None = None
     # The job of this thread's last call that ended normally, emptied, for
     # its next call to reuse (see Pool.process). A call takes it out while
     # it runs, so a call made on the same thread meanwhile (a signal
-    # handler's, a __del__'s) makes its own.
+    # handler's, a __del__'s) makes its own, with its own lock waker.
     spare: Job | None = None
 
 
 _tls = CallerLocal()
 
 
-def caller_waker() -> Waker:
-    """The calling thread's own waker, made on first use and kept for the thread's life."""
+def caller_waker() -> FdWaker | None:
+    """
+    The calling thread's eventfd waker, made on first use and kept for the thread's life.
+
+    None while no eventfd can be had (the budget is spent, or there is no
+    eventfd); the call then sleeps on its job's own lock waker, and the
+    next call tries again.
+    """
     waker = _tls.waker
     if waker is None:
-        waker = _tls.waker = new_waker()
-    return waker
-
-
-def caller_lock_waker() -> Waker:
-    """The calling thread's lock waker, for waits behind other jobs (see ``Core.batch_wakes``)."""
-    waker = _tls.lock_waker
-    if waker is None:
-        waker = _tls.lock_waker = LockWaker()
+        waker = _tls.waker = new_fd_waker()
     return waker
 
 
