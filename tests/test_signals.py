@@ -246,6 +246,7 @@ IN_LINE_CALLS: dict[str, PoolCall] = {
     "process_ctx": CALLS["process_ctx"],
     "submit": lambda pool, job: pool.submit(job),
 }
+ALL_CALLS = {**CALLS, **IN_LINE_CALLS}
 
 
 class TestCtrlCJustAfterTheJobGotIn:
@@ -298,3 +299,32 @@ class TestCtrlCJustAfterTheJobGotIn:
             assert seen in ([], [True])
             assert pool.stats().completed == 0
             assert pool.process(lambda: "next") == "next"
+
+    @pytest.mark.parametrize("kind", sorted(ALL_CALLS))
+    def test_ctrl_c_before_the_job_got_in_is_counted_and_nothing_runs(
+        self, kind: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """KeyboardInterrupt, not an error of the pool's, reaches the caller; stats still add up."""
+        blocker = Gate()
+        ran = threading.Event()
+        with tunnypy.Pool.from_func(1, run) as pool:
+            core = pool._core
+            core.batch_wakes = kind == "process, lock"
+            core.max_waiting = 10  # process() takes dispatch()'s way into the line
+            busy = pool.submit(blocker)
+            assert blocker.started.wait(WAIT)
+
+            def interrupted_dispatch(job: object, *, wait: bool = True) -> None:
+                raise KeyboardInterrupt  # as if Ctrl-C landed as dispatch() began
+
+            monkeypatch.setattr(core, "dispatch", interrupted_dispatch)
+            with pytest.raises(KeyboardInterrupt):
+                ALL_CALLS[kind](pool, ran.set)
+            monkeypatch.undo()
+            stats = pool.stats()
+            assert (pool.queue_length, stats.cancelled, stats.rejected) == (0, 1, 0)
+            blocker.release.set()
+            assert busy.result(WAIT) is None
+            assert pool.process(lambda: "next") == "next"
+            assert not ran.is_set()
+            assert pool.stats().completed == 2  # the blocker and "next"

@@ -42,6 +42,7 @@ from .exceptions import (
     PoolBusyError,
     PoolClosedError,
     PoolDeadlockError,
+    TunnypyError,
 )
 
 __all__ = ["CANCELLED", "TIMED_OUT", "Core", "PoolStats", "collected", "live_cores"]
@@ -249,10 +250,11 @@ class Core:
                         reason = TIMED_OUT
                         break
                     waker.wait(remaining)
+        except TunnypyError:
+            raise  # refused by dispatch(), and counted: it never got in
         except BaseException:
             # Ctrl-C (or another asynchronous exception) in the caller: it has
-            # given up, so withdraw the job as a cancellation and re-raise. A
-            # refusal by dispatch() lands here too; there is nothing to withdraw.
+            # given up, so withdraw the job as a cancellation and re-raise.
             self.withdraw(job, CANCELLED)
             raise
         if reason is not None and self.withdraw(job, reason):
@@ -278,8 +280,9 @@ class Core:
         """
         Give up on *job*: take it out of line, or interrupt its worker.
 
-        Returns ``False`` when the worker finished first (its outcome stands),
-        the pool's close() already refused it, or it never got in.
+        Returns ``False`` when the worker finished first (its outcome stands)
+        or the pool's close() already refused it. Not for a job dispatch()
+        refused: that one is counted as rejected already.
         """
         gate = job.gate
         assert gate is not None  # futures are never withdrawn
@@ -292,13 +295,14 @@ class Core:
                     return False
                 wrapper: WorkerWrapper | None = None
                 if job.state == WAITING:
-                    try:
+                    try:  # noqa: SIM105 - under the lock, suppress() costs a frame
                         self.line.remove(job)
                     except ValueError:
-                        # It never got in: refused, or its caller was
-                        # interrupted (Ctrl-C) before it joined the line.
-                        return False
-                    if job.nested:
+                        # It never got in: its caller was interrupted (Ctrl-C)
+                        # before it joined the line. A call made is counted
+                        # all the same. Refusals never come here.
+                        pass
+                    if job.nested:  # set just before it joins the line
                         self.nested_waiting -= 1
                 else:
                     wrapper = job.wrapper

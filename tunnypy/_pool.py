@@ -172,7 +172,7 @@ class Pool(Generic[P, R]):
         # ``del``, not ``pop()``), ``finally`` wakes a worker once it holds
         # the job, and one ``try`` covers the call from the lock to the end
         # of the wait, so a job handed over or in line is withdrawn wherever
-        # Ctrl-C lands (withdraw() leaves a job that never got in alone).
+        # Ctrl-C lands (and one it did not reach yet is counted cancelled).
         wrapper = None
         queued = False
         lock = core.lock
@@ -218,10 +218,10 @@ class Pool(Generic[P, R]):
                         wait()
                     except InterruptedError:
                         pass  # a signal arrived; its handler has run or will (see _waker)
+        except TunnypyError:
+            raise  # refused by dispatch(), and counted: it never got in
         except BaseException:
-            # Ctrl-C: the caller gave up. A refusal lands here too, and
-            # withdraw() finds nothing to take back.
-            core.withdraw(job, CANCELLED)
+            core.withdraw(job, CANCELLED)  # Ctrl-C: the caller gave up
             raise
         if job.error is None and job.state == DONE:
             result = job.result
@@ -284,8 +284,10 @@ class Pool(Generic[P, R]):
                     if remaining <= 0:
                         break
                     wait(remaining)
+        except TunnypyError:
+            raise  # refused by dispatch(), and counted: it never got in
         except BaseException:
-            core.withdraw(job, CANCELLED)  # Ctrl-C: the caller gave up (or a refusal)
+            core.withdraw(job, CANCELLED)  # Ctrl-C: the caller gave up
             raise
         if job.state < DONE and core.withdraw(job, TIMED_OUT):
             raise JobTimedOutError("job did not finish before its deadline")
@@ -372,9 +374,9 @@ class Pool(Generic[P, R]):
         except TunnypyError:
             raise  # refused: it never got in
         except BaseException:
-            # Ctrl-C, just after the job got in: its caller never gets the
-            # future, so take the job back out of line (a job a worker has
-            # started runs on, and its result goes nowhere).
+            # Ctrl-C, around the job getting in: its caller never gets the
+            # future, so cancel it, which takes the job out of line and counts
+            # it (a job a worker has started runs on; its result goes nowhere).
             future.cancel()
             raise
         return future
