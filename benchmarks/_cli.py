@@ -363,9 +363,10 @@ def _print_summary(passes: list[dict[str, Any]]) -> None:
         for result in p["results"]:
             for t in evaluate_targets(result):
                 value = "n/a" if t["value"] is None else f"{t['value']:.3g}"
+                paired = "" if t.get("paired") is None else f" (paired {t['paired']:.3g})"
                 progress(
                     f"{p['python']:>5} {p['pin']:<8} {result['title']:<22} "
-                    f"{t['label']:<45} {value:>9} {t['verdict']}"
+                    f"{t['label']:<45} {value:>9} {t['verdict']}{paired}"
                 )
 
 

@@ -11,6 +11,7 @@ converts both to an *advantage* (above 1 = tunnypy better).
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -46,12 +47,31 @@ def ratio(result: Result, contender: str, key: str = "median") -> float | None:
     return _stat(subject, key) / base if base else None
 
 
+def paired_ratio(subject: dict[str, Any], base: dict[str, Any]) -> float | None:
+    """
+    The median over rounds of ``subject ÷ base`` within each round, or None.
+
+    Informational: the verdict is the ratio of the two medians. Within a
+    round the contenders run one after the other, so a round-by-round ratio
+    compares numbers taken seconds apart. When the machine changes speed
+    part-way through a pass (this one has two speeds), the medians may come
+    from different speeds and their ratio says more about the machine than
+    about the contenders; the paired ratio does not.
+    """
+    ours: list[float] = subject["rounds"]
+    theirs: list[float] = base["rounds"]
+    if len(ours) != len(theirs) or not ours or not all(theirs):
+        return None
+    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
+
+
 def evaluate_targets(result: Result) -> list[dict[str, Any]]:
-    """Each target of *result* with its measured value and whether it passed."""
+    """Each target of *result* with its measured value, whether it passed, and its paired ratio."""
     out = []
     for target in result["targets"]:
         subject = _row(result, target["subject"])
         value: float | None
+        paired: float | None = None
         if subject is None:
             value = None
         elif target["baseline"] is None:
@@ -61,13 +81,15 @@ def evaluate_targets(result: Result) -> list[dict[str, Any]]:
             value = (
                 None if base is None else _stat(subject, target["key"]) / _stat(base, target["key"])
             )
+            if base is not None and target["key"] == "median":
+                paired = paired_ratio(subject, base)
         if value is None:
             verdict = "n/a"
         elif (value <= target["bound"]) if target["op"] == "<=" else (value >= target["bound"]):
             verdict = "PASS"
         else:
             verdict = "FAIL"
-        out.append({**target, "value": value, "verdict": verdict})
+        out.append({**target, "value": value, "verdict": verdict, "paired": paired})
     return out
 
 
@@ -142,6 +164,11 @@ def markdown(meta: dict[str, Any], passes: list[Pass]) -> str:
         "",
         "## Targets",
         "",
+        "The verdict is on the ratio of the medians. In brackets, for information, the "
+        "*paired* ratio: the median over rounds of the ratio within each round, whose two "
+        "numbers were taken seconds apart, so a change in the machine's speed part-way "
+        "through a pass moves it less.",
+        "",
         "| scenario | target | " + " | ".join(f"{v} {pin}" for v, pin in columns) + " |",
         "|---|---|" + "---|" * len(columns),
     ]
@@ -161,7 +188,9 @@ def markdown(meta: dict[str, Any], passes: list[Pass]) -> str:
                     continue
                 evaluated = evaluate_targets(result)[i]
                 mark = f"**{evaluated['verdict']}**"
-                cells.append(f"{_fmt(evaluated['value'])} {mark}")
+                paired = evaluated["paired"]
+                aside = "" if paired is None else f" ({_fmt(paired)})"
+                cells.append(f"{_fmt(evaluated['value'])} {mark}{aside}")
             label = target["label"] + (" *(informational)*" if target["informational"] else "")
             lines.append(f"| {first['title']} | {label} | " + " | ".join(cells) + " |")
     for version, pins in versions.items():

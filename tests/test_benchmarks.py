@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks._cli import SCENARIOS
 from benchmarks._contenders import PEBBLE_ERROR, QueueFloor
-from benchmarks._report import write_chart
+from benchmarks._report import evaluate_targets, write_chart
 from tests.helpers import WAIT
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,6 +92,10 @@ class TestSmokeRun:
             for target in result["evaluated"]:
                 assert target["verdict"] in {"PASS", "FAIL"}, (result["scenario"], target)
                 assert math.isfinite(target["value"])
+                if target["baseline"] is not None and target["key"] == "median":
+                    assert math.isfinite(target["paired"]), (result["scenario"], target)
+                else:
+                    assert target["paired"] is None
 
     def test_markdown_written(self, smoke_run: tuple[Path, dict[str, Any]]) -> None:
         """results.md carries the targets table and a row per contender."""
@@ -129,3 +133,28 @@ def test_queue_floor_answers_each_caller_and_closes() -> None:
     floor.close()
     assert results == {me: [(me, i) for i in range(50)] for me in range(3)}
     assert not any(t.is_alive() for t in floor._threads)
+
+
+def test_the_paired_ratio_compares_rounds_and_leaves_the_verdict_to_the_medians() -> None:
+    """Rounds from 3.12's timed pass at abd512a: the machine slowed for two rounds of one row."""
+
+    def row(contender: str, rounds: list[float]) -> dict[str, Any]:
+        return {"contender": contender, "rounds": rounds, "median": sorted(rounds)[2], "extra": {}}
+
+    result: dict[str, Any] = {
+        "subject": "timed",
+        "rows": [
+            row("timed", [12.9, 13.21, 9.56, 9.58, 14.57]),
+            row("process", [11.96, 12.04, 9.08, 9.1, 9.07]),
+        ],
+        "targets": [
+            {"label": "≤1.2x", "subject": "timed", "op": "<=", "bound": 1.2}
+            | {"baseline": "process", "key": "median", "informational": False}
+        ],
+    }
+    [evaluated] = evaluate_targets(result)
+    assert evaluated["value"] == pytest.approx(12.9 / 9.1)
+    assert evaluated["verdict"] == "FAIL"
+    assert evaluated["paired"] == pytest.approx(12.9 / 11.96)  # the median of the five
+    result["rows"][1]["rounds"] = [9.1] * 4  # a round missing: no pairs to make
+    assert evaluate_targets(result)[0]["paired"] is None
