@@ -138,3 +138,61 @@ def test_without_an_eventfd_a_call_sleeps_on_its_own_jobs_lock(
         assert job.waker is job.lock_waker
         gate.release.set()
         call.wait()
+
+
+def parked_on(wrapper: Any) -> str:
+    """Which waker a parked worker sleeps on."""
+    if wrapper.waker is wrapper.fd_waker:
+        return "fd"
+    assert wrapper.waker is wrapper.lock_waker
+    return "lock"
+
+
+@pytest.mark.parametrize("batch_wakes", [True, False])
+def test_a_worker_handed_its_job_by_a_lone_caller_parks_on_its_eventfd(batch_wakes: bool) -> None:
+    """The lone round trip: the caller sleeps as it wakes the worker, so the eventfd."""
+    with tunnypy.Pool.from_func(1, run_gate) as pool:
+        core = pool._core
+        core.batch_wakes = batch_wakes
+        assert all(isinstance(w.fd_waker, _waker.FdWaker) for w in core.workers)
+        wait_for(lambda: len(core.idle) == 1, "the worker to park")
+        assert pool.process("x") == "x"
+        wait_for(lambda: len(core.idle) == 1, "the worker to park again")
+        assert parked_on(core.idle[0]) == "fd"
+
+
+@pytest.mark.parametrize("batch_wakes", [True, False])
+def test_a_worker_whose_job_came_from_the_line_parks_on_its_lock_only_with_several_cpus(
+    batch_wakes: bool,
+) -> None:
+    """Callers queue, so whoever wakes it next goes on running Python: the lock, given 2 CPUs."""
+    with tunnypy.Pool.from_func(1, run_gate) as pool:
+        core = pool._core
+        core.batch_wakes = batch_wakes
+        wait_for(lambda: len(core.idle) == 1, "the worker to park")
+        busy = Gate()
+        first = Call(pool.process, busy)
+        assert busy.started.wait(WAIT)
+        queued = Call(pool.process, "queued")
+        wait_for(lambda: pool.queue_length == 1, "the second call to wait in line")
+        busy.release.set()
+        assert queued.wait() == "queued"
+        first.wait()
+        wait_for(lambda: len(core.idle) == 1, "the worker to park again")
+        assert parked_on(core.idle[0]) == ("lock" if batch_wakes else "fd")
+        # Handed its next job by a lone caller, it goes back to the eventfd.
+        assert pool.process("alone") == "alone"
+        wait_for(lambda: len(core.idle) == 1, "the worker to park after that")
+        assert parked_on(core.idle[0]) == "fd"
+
+
+@pytest.mark.parametrize("batch_wakes", [True, False])
+def test_a_worker_whose_job_was_submitted_parks_on_its_lock(batch_wakes: bool) -> None:
+    """The submitter goes on submitting: the lock, whatever the CPUs."""
+    with tunnypy.Pool.from_func(1, run_gate) as pool:
+        core = pool._core
+        core.batch_wakes = batch_wakes
+        wait_for(lambda: len(core.idle) == 1, "the worker to park")
+        assert pool.submit("x").result(WAIT) == "x"
+        wait_for(lambda: len(core.idle) == 1, "the worker to park again")
+        assert parked_on(core.idle[0]) == "lock"

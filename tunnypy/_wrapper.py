@@ -111,8 +111,6 @@ class WorkerWrapper:
                         ok = True
                     except BaseException as exc:  # delivered, as ThreadPoolExecutor does
                         outcome = exc
-                # Read by the next park (see _offer()).
-                self.parks_on_lock = job.future is not None
                 if eager:
                     following = offer()
                     if job.future is None and ok:
@@ -140,7 +138,10 @@ class WorkerWrapper:
                         core = self.core
                         while True:
                             following = self.job
-                            if following is not None or self.retiring or core.summoned is self:
+                            if following is not None:
+                                self.parks_on_lock = False  # handed over
+                                break
+                            if self.retiring or core.summoned is self:
                                 break
                             try:  # noqa: SIM105 - suppress() costs a frame
                                 self.waker.wait_forever()
@@ -192,11 +193,18 @@ class WorkerWrapper:
                     job.state = RUNNING
                     job.wrapper = self
                     self.job = job
+                    # Read by this worker's next park: see below.
+                    self.parks_on_lock = future is not None or core.batch_wakes
                     return job
-                # A worker that served a submit() is likely to be summoned by
-                # a submitter that goes on submitting: it sleeps on its lock,
-                # whose wake keeps the GIL with the submitter. Otherwise the
-                # eventfd, whose wake hands the GIL over (see _waker).
+                # Park on the lock, whose wake keeps the GIL with the waker,
+                # when the waker is likely to go on running Python: after a
+                # submit() (the submitter goes on submitting), and, with more
+                # than one CPU, after a job from the line (callers are queuing
+                # and other threads want the GIL: an eventfd wake's release of
+                # it made the waker wait to get it back, one more context
+                # switch per job). After a job handed over by a lone caller,
+                # the eventfd, whose wake hands the GIL to this worker while
+                # the caller goes to sleep (see _waker).
                 if self.parks_on_lock:
                     waker = self.lock_waker
                     if waker is None:
@@ -220,6 +228,7 @@ class WorkerWrapper:
         while True:
             job = self.job  # a caller sets it, under the pool's lock, before waking us
             if job is not None:
+                self.parks_on_lock = False  # handed over
                 return job
             if core.summoned is self:
                 # Answer the summons: take the first job in line (a worker
