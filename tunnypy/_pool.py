@@ -176,9 +176,9 @@ class Pool(Generic[P, R]):
         wrapper = None
         queued = False
         lock = core.lock
-        if lock.locked():
-            yield_until_free(lock)
         try:
+            if lock.locked():
+                yield_until_free(lock)
             try:
                 with lock:
                     idle = core.idle
