@@ -11,6 +11,8 @@ and look at the waker of the job a worker is running.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -85,25 +87,32 @@ def test_process_handed_to_a_parked_worker_sleeps_on_its_eventfd() -> None:
         call.wait()
 
 
+@contextlib.contextmanager
+def one_worker_busy(size: int, batch_wakes: bool) -> Iterator[tuple[Any, Core, Gate]]:
+    """A pool of *size* whose workers all parked, then one busy on a gated process() call."""
+    with tunnypy.Pool.from_func(size, run_gate) as pool:
+        core = pool._core
+        core.batch_wakes = batch_wakes
+        wait_for(lambda: len(core.idle) == size, "every worker to park")
+        busy = Gate()
+        first = Call(pool.process, busy)
+        assert busy.started.wait(WAIT)
+        yield pool, core, busy
+        busy.release.set()
+        first.wait()
+
+
 @pytest.mark.parametrize("batch_wakes", [True, False])
 def test_process_behind_a_busy_worker_sleeps_on_its_lock_only_with_several_cpus(
     batch_wakes: bool,
 ) -> None:
-    with tunnypy.Pool.from_func(2, run_gate) as pool:
-        core = pool._core
-        core.batch_wakes = batch_wakes
-        wait_for(lambda: len(core.idle) == 2, "both workers to park")
-        busy = Gate()
-        first = Call(pool.process, busy)
-        assert busy.started.wait(WAIT)
+    with one_worker_busy(2, batch_wakes) as (pool, core, _):
         gate = Gate()
         call, wakers = call_recording_wakers(pool.process, gate)
         job = running_job(core, gate)
         assert sleeps_on(job, wakers) == ("lock" if batch_wakes else "fd")
         gate.release.set()
-        busy.release.set()
         call.wait()
-        first.wait()
 
 
 NO_FD_CALLS: dict[str, Any] = {
@@ -166,18 +175,11 @@ def test_a_worker_whose_job_came_from_the_line_parks_on_its_lock_only_with_sever
     batch_wakes: bool,
 ) -> None:
     """Callers queue, so whoever wakes it next goes on running Python: the lock, given 2 CPUs."""
-    with tunnypy.Pool.from_func(1, run_gate) as pool:
-        core = pool._core
-        core.batch_wakes = batch_wakes
-        wait_for(lambda: len(core.idle) == 1, "the worker to park")
-        busy = Gate()
-        first = Call(pool.process, busy)
-        assert busy.started.wait(WAIT)
+    with one_worker_busy(1, batch_wakes) as (pool, core, busy):
         queued = Call(pool.process, "queued")
         wait_for(lambda: pool.queue_length == 1, "the second call to wait in line")
         busy.release.set()
         assert queued.wait() == "queued"
-        first.wait()
         wait_for(lambda: len(core.idle) == 1, "the worker to park again")
         assert parked_on(core.idle[0]) == ("lock" if batch_wakes else "fd")
         # Handed its next job by a lone caller, it goes back to the eventfd.
