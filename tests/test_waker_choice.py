@@ -60,12 +60,31 @@ def run_gate(payload: Any) -> Any:
     return payload() if callable(payload) else payload
 
 
-@pytest.mark.parametrize("batch_wakes", [True, False])
-def test_process_timed_sleeps_on_its_lock_only_with_several_cpus(batch_wakes: bool) -> None:
-    with tunnypy.Pool.from_func(2, run_gate) as pool:
+@contextlib.contextmanager
+def parked_pool(size: int, batch_wakes: bool) -> Iterator[tuple[Any, Core]]:
+    """A pool of *size* with ``batch_wakes`` pinned, once every worker has parked."""
+    with tunnypy.Pool.from_func(size, run_gate) as pool:
         core = pool._core
         core.batch_wakes = batch_wakes
-        wait_for(lambda: len(core.idle) == 2, "both workers to park")
+        wait_for(lambda: len(core.idle) == size, "every worker to park")
+        yield pool, core
+
+
+@contextlib.contextmanager
+def one_worker_busy(size: int, batch_wakes: bool) -> Iterator[tuple[Any, Core, Gate]]:
+    """A pool of *size* whose workers all parked, then one busy on a gated process() call."""
+    with parked_pool(size, batch_wakes) as (pool, core):
+        busy = Gate()
+        first = Call(pool.process, busy)
+        assert busy.started.wait(WAIT)
+        yield pool, core, busy
+        busy.release.set()
+        first.wait()
+
+
+@pytest.mark.parametrize("batch_wakes", [True, False])
+def test_process_timed_sleeps_on_its_lock_only_with_several_cpus(batch_wakes: bool) -> None:
+    with parked_pool(2, batch_wakes) as (pool, core):
         gate = Gate()
         call, wakers = call_recording_wakers(pool.process_timed, gate, WAIT)
         job = running_job(core, gate)
@@ -76,30 +95,12 @@ def test_process_timed_sleeps_on_its_lock_only_with_several_cpus(batch_wakes: bo
 
 def test_process_handed_to_a_parked_worker_sleeps_on_its_eventfd() -> None:
     """Every worker parked: the lone round trip, where the eventfd is fastest."""
-    with tunnypy.Pool.from_func(2, run_gate) as pool:
-        core = pool._core
-        core.batch_wakes = True
-        wait_for(lambda: len(core.idle) == 2, "both workers to park")
+    with parked_pool(2, batch_wakes=True) as (pool, core):
         gate = Gate()
         call, wakers = call_recording_wakers(pool.process, gate)
         assert sleeps_on(running_job(core, gate), wakers) == "fd"
         gate.release.set()
         call.wait()
-
-
-@contextlib.contextmanager
-def one_worker_busy(size: int, batch_wakes: bool) -> Iterator[tuple[Any, Core, Gate]]:
-    """A pool of *size* whose workers all parked, then one busy on a gated process() call."""
-    with tunnypy.Pool.from_func(size, run_gate) as pool:
-        core = pool._core
-        core.batch_wakes = batch_wakes
-        wait_for(lambda: len(core.idle) == size, "every worker to park")
-        busy = Gate()
-        first = Call(pool.process, busy)
-        assert busy.started.wait(WAIT)
-        yield pool, core, busy
-        busy.release.set()
-        first.wait()
 
 
 @pytest.mark.parametrize("batch_wakes", [True, False])
@@ -129,10 +130,8 @@ def test_without_an_eventfd_a_call_sleeps_on_its_own_jobs_lock(
 ) -> None:
     """The eventfd budget spent: the call's job brings its own lock, shared with no other call."""
     monkeypatch.setattr(_waker, "new_fd_waker", lambda: None)
-    with tunnypy.Pool.from_func(2, run_gate) as pool:
-        core = pool._core
-        core.batch_wakes = False  # else process_timed sleeps on the job's lock anyway
-        wait_for(lambda: len(core.idle) == 2, "both workers to park")
+    # batch_wakes off: else process_timed sleeps on the job's lock anyway.
+    with parked_pool(2, batch_wakes=False) as (pool, core):
         gate = Gate()
         seen: dict[str, Any] = {}
 
@@ -160,11 +159,8 @@ def parked_on(wrapper: Any) -> str:
 @pytest.mark.parametrize("batch_wakes", [True, False])
 def test_a_worker_handed_its_job_by_a_lone_caller_parks_on_its_eventfd(batch_wakes: bool) -> None:
     """The lone round trip: the caller sleeps as it wakes the worker, so the eventfd."""
-    with tunnypy.Pool.from_func(1, run_gate) as pool:
-        core = pool._core
-        core.batch_wakes = batch_wakes
+    with parked_pool(1, batch_wakes) as (pool, core):
         assert all(isinstance(w.fd_waker, _waker.FdWaker) for w in core.workers)
-        wait_for(lambda: len(core.idle) == 1, "the worker to park")
         assert pool.process("x") == "x"
         wait_for(lambda: len(core.idle) == 1, "the worker to park again")
         assert parked_on(core.idle[0]) == "fd"
@@ -191,10 +187,7 @@ def test_a_worker_whose_job_came_from_the_line_parks_on_its_lock_only_with_sever
 @pytest.mark.parametrize("batch_wakes", [True, False])
 def test_a_worker_whose_job_was_submitted_parks_on_its_lock(batch_wakes: bool) -> None:
     """The submitter goes on submitting: the lock, whatever the CPUs."""
-    with tunnypy.Pool.from_func(1, run_gate) as pool:
-        core = pool._core
-        core.batch_wakes = batch_wakes
-        wait_for(lambda: len(core.idle) == 1, "the worker to park")
+    with parked_pool(1, batch_wakes) as (pool, core):
         assert pool.submit("x").result(WAIT) == "x"
         wait_for(lambda: len(core.idle) == 1, "the worker to park again")
         assert parked_on(core.idle[0]) == "lock"
