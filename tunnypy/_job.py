@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from contextvars import Context
 from typing import TYPE_CHECKING, Any
 
-from ._waker import LockWaker
+from ._waker import LockWaker, caller_waker
 
 if TYPE_CHECKING:
     from ._waker import Waker
@@ -93,18 +93,17 @@ class Job:
         # withdrawn job is never reused).
         self.withdrawn = False
 
-    def renew(self, payload: Any, context: Context, waker: Waker | None) -> None:
+    def renew(self, payload: Any, context: Context) -> None:
         """
         Make this job, emptied by ``empty()``, ready for its thread's next call.
 
-        Only a job whose outcome its caller took may be renewed: one given
-        up on may still be in a worker's hands. Its worker may still be
-        releasing the gate and waking the old waker, which the gate and
-        stale-wake tolerance make harmless.
+        The caller then sets ``waker``. Only a job whose outcome its caller
+        took may be renewed: one given up on may still be in a worker's
+        hands. Its worker may still be releasing the gate and waking the old
+        waker, which the gate and stale-wake tolerance make harmless.
         """
         self.payload = payload
         self.context = context
-        self.waker = waker
         self.state = WAITING
         self.nested = False
 
@@ -123,6 +122,10 @@ class Job:
         if waker is None:
             waker = self.lock_waker = LockWaker()
         return waker
+
+    def default_waker(self) -> Waker:
+        """The calling thread's eventfd waker or, when none can be had, this job's own lock."""
+        return caller_waker() or self.own_waker()
 
     def empty(self) -> None:
         """Drop what the finished call handed over, so a spare job keeps nothing alive."""

@@ -20,7 +20,7 @@ from ._core import CANCELLED, TIMED_OUT, Core, PoolStats, collected, live_cores
 from ._future import JobFuture
 from ._job import DONE, NO_CONTEXT, RUNNING, WAITING, Job, worker_tls
 from ._token import CancelToken, check_timeout
-from ._waker import Waker, caller_waker, yield_until_free
+from ._waker import Waker, yield_until_free
 from ._worker import CallbackWorker, FuncWorker, Worker
 from .exceptions import JobCancelledError, JobTimedOutError, TunnypyError
 
@@ -158,8 +158,8 @@ class Pool(Generic[P, R]):
             job.state = WAITING
             job.nested = False
         if waker is None:
-            # The thread's first call, or no eventfd to be had: then the job's own lock.
-            waker = job.waker = caller_waker() or job.own_waker()
+            # The thread's first call, or no eventfd to be had.
+            waker = job.waker = job.default_waker()
         # dispatch(), inlined for the two cases that matter: every worker
         # parked, no summons on its way (the lone round trip; a frame is ~5%
         # of it), and a job that only joins the line (many callers: a frame
@@ -267,11 +267,11 @@ class Pool(Generic[P, R]):
             job = Job(payload, _copy_context(), None)
         else:
             tls.spare = None
-            job.renew(payload, _copy_context(), None)
+            job.renew(payload, _copy_context())
         if core.batch_wakes:
             waker: Waker = job.own_waker()
         else:
-            waker = tls.waker or caller_waker() or job.own_waker()
+            waker = tls.waker or job.default_waker()
         job.waker = waker
         try:
             # Inside the try: Ctrl-C may land just after dispatch() returns.
@@ -323,7 +323,7 @@ class Pool(Generic[P, R]):
             core.count_refused(TIMED_OUT)
             raise JobTimedOutError("token's deadline had already passed")
         job = Job(payload, _copy_context(), None)
-        waker = job.waker = caller_waker() or job.own_waker()
+        waker = job.waker = job.default_waker()
         token._register(waker)
         try:
             return core.call(job, token.deadline, token)  # type: ignore[no-any-return]
@@ -355,7 +355,7 @@ class Pool(Generic[P, R]):
         if core.check is not None:
             core.check(payload)
         job = Job(payload, _copy_context(), None)
-        job.waker = caller_waker() or job.own_waker()
+        job.waker = job.default_waker()
         return core.call(job, None, None, wait=False)  # type: ignore[no-any-return]
 
     def try_submit(self, payload: P) -> Future[R]:
