@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,38 @@ class TestLimits:
     def test_user_threads_counts_this_process(self) -> None:
         """RLIMIT_NPROC's count includes this process's threads."""
         assert _probe.user_threads(os.getuid()) >= 1
+
+
+class TestSleepers:
+    """The probe's bare threads sleep on a lock each and stop as a chain."""
+
+    def test_waking_the_newest_stops_them_all(self) -> None:
+        """stop() wakes only the newest; each thread woken wakes the one before it."""
+        sleepers = _probe._Sleepers()
+        for _ in range(20):
+            sleepers.start()
+        assert all(thread.is_alive() for thread in sleepers.threads)
+        assert sleepers.stop(timeout=10)
+        assert not any(thread.is_alive() for thread in sleepers.threads)
+
+    def test_a_thread_that_fails_to_start_leaves_the_chain_whole(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """At the limit Thread.start() raises; the threads already started still stop."""
+        sleepers = _probe._Sleepers()
+        sleepers.start()
+        sleepers.start()
+        real_start = threading.Thread.start
+
+        def refuse(self: Any) -> None:
+            raise RuntimeError("can't start new thread")
+
+        monkeypatch.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            sleepers.start()
+        monkeypatch.setattr(threading.Thread, "start", real_start)
+        assert len(sleepers.threads) == 2
+        assert sleepers.stop(timeout=10)
+
+    def test_stop_with_none_started_is_a_no_op(self) -> None:
+        assert _probe._Sleepers().stop(timeout=1)
