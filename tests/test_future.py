@@ -17,11 +17,19 @@ from concurrent.futures import Future
 import pytest
 
 import tunnypy
+from tunnypy import _future
 from tunnypy._future import JobFuture
 
 from .helpers import WAIT, Gate
 
 Pool = tunnypy.Pool[Callable[[], object], object]
+
+
+@pytest.fixture(autouse=True, params=["lean", "stock"])
+def layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the lean JobFuture and with the stock-built fallback."""
+    monkeypatch.setattr(_future, "LEAN", request.param == "lean")
+    return str(request.param)
 
 
 @pytest.fixture
@@ -151,3 +159,28 @@ def test_the_future_lock_is_reentrant_and_notify_without_waiters_is_a_no_op(
         condition.notify_all()
         condition.notify()
         assert future.done()  # done() takes the lock again
+
+
+def test_the_fallback_is_built_by_future_init(pool: Pool, layout: str) -> None:
+    """Off the known layout a JobFuture has a real Condition; on it, the lazy lock."""
+    future = pool.submit(lambda: None)
+    future.result(WAIT)
+    if layout == "stock":
+        assert isinstance(future._condition, threading.Condition)
+    else:
+        assert isinstance(future._condition, _future._FutureLock)
+
+
+def test_a_future_with_an_unknown_attribute_turns_the_lean_layout_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Python whose Future sets an attribute JobFuture does not know gets the fallback."""
+    assert _future.stock_layout_known()  # 3.11 to 3.13
+    stock_init = Future.__init__
+
+    def grown(self: Future[object]) -> None:
+        stock_init(self)
+        self._new_in_some_python = None  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(Future, "__init__", grown)
+    assert not _future.stock_layout_known()

@@ -15,7 +15,11 @@ itself uses (``wait``, ``as_completed``) and which are the same in Python
 3.11, 3.12 and 3.13: ``_condition`` (``acquire``, ``release``, ``wait``,
 ``notify_all``), ``_state``, ``_result``, ``_exception``, ``_waiters`` and
 ``_done_callbacks``. ``tests/test_future.py`` checks every public use and that
-a stock ``Future`` has no attribute a ``JobFuture`` lacks.
+a stock ``Future`` has no attribute a ``JobFuture`` lacks. On a Python whose
+``Future`` sets any other attribute, ``LEAN`` is false and a ``JobFuture`` is
+built by ``Future.__init__`` like any other: correct, only slower. What is not
+checked is that a future Python's ``Future`` methods use those attributes the
+same way.
 """
 
 from __future__ import annotations
@@ -40,7 +44,19 @@ if TYPE_CHECKING:
 __all__ = ["JobFuture"]
 
 _ENDED = frozenset((CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED))
+_LAYOUT = frozenset(
+    ("_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks")
+)
 _NO_CALLBACKS: tuple[Callable[[Future[Any]], object], ...] = ()
+
+
+def stock_layout_known() -> bool:
+    """Whether a stock ``Future`` sets no attribute that ``JobFuture`` does not set itself."""
+    return set(vars(Future())) <= _LAYOUT
+
+
+LEAN = stock_layout_known()
+"""Whether ``JobFuture`` sets its attributes itself (see the module's docstring)."""
 
 
 class _FutureLock(_thread.RLock):  # type: ignore[misc]
@@ -86,7 +102,12 @@ class JobFuture(Future[Any]):
     _tunnypy_core: Core
     _tunnypy_job: Job
 
-    def __init__(self, core: Core) -> None:  # no super().__init__(): it builds a Condition
+    def __init__(self, core: Core) -> None:
+        self._tunnypy_core = core
+        if not LEAN:
+            super().__init__()
+            return
+        # No super().__init__(): it builds a Condition.
         self._condition = _FutureLock()  # type: ignore[assignment]
         self._state = PENDING
         self._result = None
@@ -95,7 +116,6 @@ class JobFuture(Future[Any]):
         # Shared and empty until a callback is added (a list per future
         # costs a collector-tracked object that most futures never use).
         self._done_callbacks: Any = _NO_CALLBACKS
-        self._tunnypy_core = core
 
     def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
         with self._condition:
