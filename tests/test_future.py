@@ -184,3 +184,53 @@ def test_a_future_with_an_unknown_attribute_turns_the_lean_layout_off(
 
     monkeypatch.setattr(Future, "__init__", grown)
     assert not _future.stock_layout_known()
+
+
+class TestCallbacksRunOnTheWorker:
+    """Done-callbacks are the caller's code, run by the worker as it delivers."""
+
+    def test_a_callback_that_calls_the_pool_is_served(self) -> None:
+        """The delivering worker is not on the idle stack, so it is not handed its own job."""
+        gate = Gate()
+        with tunnypy.Pool.from_func(2, lambda x: gate(x) if x == "first" else x) as pool:
+            future = pool.submit("first")
+            assert gate.started.wait(WAIT)
+            got: list[object] = []
+            done = threading.Event()
+
+            def call_the_pool(_: Future[object]) -> None:
+                try:
+                    got.append(pool.process_timed("second", WAIT))
+                except BaseException as exc:  # reported below, not lost in the worker
+                    got.append(exc)
+                done.set()
+
+            future.add_done_callback(call_the_pool)
+            gate.release.set()
+            assert done.wait(WAIT)
+            assert got == ["second"]
+
+    def test_a_callback_raising_systemexit_leaves_the_worker_serving(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Future logs a callback's Exception; a BaseException ended the worker thread."""
+        gate = Gate()
+        with tunnypy.Pool.from_func(1, lambda x: gate(x) if x == "first" else x) as pool:
+            future = pool.submit("first")
+            assert gate.started.wait(WAIT)
+            ran: list[str] = []
+
+            def leave(_: Future[object]) -> None:
+                ran.append("leave")
+                raise SystemExit(3)
+
+            future.add_done_callback(lambda _: ran.append("before"))
+            future.add_done_callback(leave)
+            future.add_done_callback(lambda _: ran.append("after"))
+            gate.release.set()
+            assert future.result(WAIT) == "first"
+            assert pool.process_timed("second", WAIT) == "second"  # the one worker lives
+            assert ran == ["before", "leave"]  # as in any Future: the rest are skipped
+            assert "callback_failed" in caplog.text
+            stats = pool.stats()
+            assert (stats.workers, stats.completed) == (1, 2)

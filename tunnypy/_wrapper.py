@@ -112,8 +112,16 @@ class WorkerWrapper:
                     except BaseException as exc:  # delivered, as ThreadPoolExecutor does
                         outcome = exc
                 if eager:
-                    following = offer()
-                    if job.future is None and ok:
+                    if job.future is not None:
+                        # set_result() runs the future's done-callbacks here,
+                        # and they are the caller's code: deliver before
+                        # offering, so this worker is never on the idle stack
+                        # while they run (a callback that called the pool was
+                        # handed its own job, and waited for itself forever).
+                        deliver(job, ok, outcome)
+                        following = offer()
+                    elif ok:
+                        following = offer()
                         # _deliver(), inlined for the hot path (a frame is ~5%
                         # of a round trip); _deliver() has the commentary.
                         gate = job.gate
@@ -129,6 +137,7 @@ class WorkerWrapper:
                             gate.release()
                             job.waker.wake()  # type: ignore[union-attr]
                     else:
+                        following = offer()
                         deliver(job, ok, outcome)
                     # Keep nothing of the finished call alive while parked.
                     job = outcome = None
@@ -268,12 +277,19 @@ class WorkerWrapper:
         """Hand *outcome* to the job's caller, unless the caller gave up on it."""
         future = job.future
         if future is not None:
-            if ok:
-                self.completed += 1
-                future.set_result(outcome)
-            else:
-                self.failed += 1
-                future.set_exception(outcome)
+            try:
+                if ok:
+                    self.completed += 1
+                    future.set_result(outcome)
+                else:
+                    self.failed += 1
+                    future.set_exception(outcome)
+            except BaseException:
+                # Future runs done-callbacks and logs their Exceptions, but a
+                # SystemExit or KeyboardInterrupt from one would end this
+                # thread. The outcome is set by then; the callbacks after the
+                # one that raised do not run, as with any Future.
+                log.exception("callback_failed", worker=self.index)
             return
         gate = job.gate
         # Blocks while a caller that gave up is inside interrupt(), so that
