@@ -192,13 +192,17 @@ class TestCallbacksRunOnTheWorker:
     def test_a_callback_that_calls_the_pool_is_served(self) -> None:
         """The delivering worker is not on the idle stack, so it is not handed its own job."""
         gate = Gate()
-        with tunnypy.Pool.from_func(2, lambda x: gate(x) if x == "first" else x) as pool:
+
+        def job(x: str) -> str:
+            return gate(x) if x == "first" else x
+
+        with tunnypy.Pool.from_func(2, job) as pool:
             future = pool.submit("first")
             assert gate.started.wait(WAIT)
             got: list[object] = []
             done = threading.Event()
 
-            def call_the_pool(_: Future[object]) -> None:
+            def call_the_pool(_: Future[str]) -> None:
                 try:
                     got.append(pool.process_timed("second", WAIT))
                 except BaseException as exc:  # reported below, not lost in the worker
@@ -215,12 +219,16 @@ class TestCallbacksRunOnTheWorker:
     ) -> None:
         """Future logs a callback's Exception; a BaseException ended the worker thread."""
         gate = Gate()
-        with tunnypy.Pool.from_func(1, lambda x: gate(x) if x == "first" else x) as pool:
+
+        def job(x: str) -> str:
+            return gate(x) if x == "first" else x
+
+        with tunnypy.Pool.from_func(1, job) as pool:
             future = pool.submit("first")
             assert gate.started.wait(WAIT)
             ran: list[str] = []
 
-            def leave(_: Future[object]) -> None:
+            def leave(_: Future[str]) -> None:
                 ran.append("leave")
                 raise SystemExit(3)
 
