@@ -197,3 +197,33 @@ class TestSubmitFromAJob:
             inner = pool.process(1)
             assert isinstance(inner, Future)
             assert inner.result(WAIT) == "leaf"
+
+
+class TestRefusedFutureCallbacks:
+    def test_a_callback_raising_systemexit_does_not_stop_close_telling_the_others(
+        self,
+    ) -> None:
+        """close() runs refused futures' callbacks; one that raises still lets it finish."""
+        gate = Gate()
+        pool = tunnypy.Pool.from_callback(1)
+        busy = pool.submit(gate)
+        assert gate.started.wait(WAIT)
+        first = pool.submit(lambda: None)
+        second = pool.submit(lambda: None)
+        waiting = Call(pool.process, lambda: None)
+        wait_for(lambda: pool.queue_length == 3, "three calls in line")
+
+        def leave(_: Future[object]) -> None:
+            raise SystemExit(3)
+
+        first.add_done_callback(leave)
+        with pytest.raises(SystemExit):
+            pool.close(wait=False)
+        for future in (first, second):
+            assert isinstance(future.exception(WAIT), tunnypy.PoolClosedError)
+        with pytest.raises(tunnypy.PoolClosedError):
+            waiting.wait()
+        gate.release.set()
+        assert busy.result(WAIT) is None
+        assert pool.close(timeout=WAIT)
+        assert pool.stats().rejected == 3

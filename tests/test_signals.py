@@ -221,18 +221,26 @@ class InterruptedLine(collections.deque[Any]):
 
 
 class InterruptedWake:
-    """A parked worker's waker whose first wake is followed by Ctrl-C."""
+    """
+    A parked worker's waker whose first wake is followed by Ctrl-C.
 
-    def __init__(self, waker: Waker) -> None:
+    With ``before``, Ctrl-C comes before it wakes anyone: a lock waker's
+    wake() when the signal is handled as that Python function is entered (an
+    eventfd waker's wake is C code, which wakes first).
+    """
+
+    def __init__(self, waker: Waker, *, before: bool = False) -> None:
         self.waker = waker
         self.wait_forever = waker.wait_forever
+        self.before = before
         self.interrupted = False
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.waker.wait(timeout)
 
     def wake(self) -> None:
-        self.waker.wake()
+        if self.interrupted or not self.before:
+            self.waker.wake()
         if not self.interrupted:
             self.interrupted = True
             raise KeyboardInterrupt
@@ -328,3 +336,45 @@ class TestCtrlCJustAfterTheJobGotIn:
             assert pool.process(lambda: "next") == "next"
             assert not ran.is_set()
             assert pool.stats().completed == 2  # the blocker and "next"
+
+
+class TestCtrlCAsALockWakeBegins:
+    """Ctrl-C before the wake of a worker handed a job (or the summons) still wakes it."""
+
+    @pytest.mark.parametrize("kind", sorted({**CALLS, "submit": IN_LINE_CALLS["submit"]}))
+    def test_the_worker_is_woken_and_the_pool_serves_on(self, kind: str) -> None:
+        ran = threading.Event()
+        with tunnypy.Pool.from_func(1, run) as pool:
+            core = pool._core
+            wait_for(lambda: pool.stats().idle == 1, "the worker to park")
+            wrapper = core.idle[0]
+            proxy = wrapper.waker = InterruptedWake(wrapper.waker, before=True)
+            with pytest.raises(KeyboardInterrupt):
+                {**CALLS, "submit": IN_LINE_CALLS["submit"]}[kind](pool, ran.set)
+            assert proxy.interrupted
+            # Before the fix the worker slept for good, holding the withdrawn
+            # job or the summons, and this timed out.
+            assert pool.process_timed(lambda: "next", WAIT) == "next"
+            assert pool.stats().cancelled == 1
+        assert pool.close(timeout=WAIT)
+
+    def test_cancel_wakes_every_caller_of_its_token(self) -> None:
+        gates = [Gate(), Gate()]
+        with tunnypy.Pool.from_func(2, run) as pool:
+            token = tunnypy.CancelToken()
+            calls = [Call(pool.process_ctx, gate, token) for gate in gates]
+            for gate in gates:
+                assert gate.started.wait(WAIT)
+            wait_for(lambda: len(token._wakers) == 2, "both callers to wait on the token")
+            # One Ctrl-C, landing as the first wake begins.
+            first, other = token._wakers
+            proxy = InterruptedWake(first, before=True)
+            token._wakers = {proxy: 1, other: 1}
+            with pytest.raises(KeyboardInterrupt):
+                token.cancel()
+            assert proxy.interrupted
+            for call in calls:
+                with pytest.raises(tunnypy.JobCancelledError):
+                    call.wait()
+            for gate in gates:
+                gate.release.set()

@@ -192,7 +192,16 @@ class Core:
                 self.line.append(job)
         finally:
             if wrapper is not None:
-                wrapper.waker.wake()
+                try:
+                    wrapper.waker.wake()
+                except BaseException:
+                    # Ctrl-C can land as a lock waker's wake() begins (signals
+                    # are checked as a Python function is entered), before it
+                    # woke anyone: the worker, holding the job or the summons
+                    # and on no list, would sleep for good. A spare wake is
+                    # harmless, so wake it again and let the interrupt go on.
+                    wrapper.waker.wake()
+                    raise
 
     def _enqueue_locked(self, job: Job, wait: bool) -> None:
         if self.closed:
@@ -451,7 +460,11 @@ class Core:
             self.to_wake.extend(retirees[:take])
             first = self.to_wake.pop() if self.to_wake else None
         if first is not None:
-            first.waker.wake()
+            try:
+                first.waker.wake()
+            except BaseException:  # Ctrl-C as the wake begins: see dispatch()
+                first.waker.wake()
+                raise
 
     def _retire(self, wrappers: list[WorkerWrapper]) -> None:
         with self.lock:
@@ -462,8 +475,13 @@ class Core:
                 self.active -= 1
                 if wrapper in self.idle:
                     self.idle.remove(wrapper)
-        for wrapper in wrappers:
-            wrapper.waker.wake()
+        try:
+            for wrapper in wrappers:
+                wrapper.waker.wake()
+        except BaseException:  # Ctrl-C meanwhile (see dispatch()): wake them all again
+            for wrapper in wrappers:
+                wrapper.waker.wake()
+            raise
 
     def worker_exited(self, wrapper: WorkerWrapper) -> None:
         with self.lock:
@@ -507,22 +525,40 @@ class Core:
                 self.size = 0
             everyone = list(self.workers)
         if first:
-            for job in refused:
-                if job.future is not None:
-                    if job.future.set_running_or_notify_cancel():
-                        job.future.set_exception(PoolClosedError(reason))
-                else:
-                    assert job.waker is not None
-                    job.waker.wake()
             # Wake the parked workers as a chain, as a shrink does: each
             # leaving worker wakes the next. Woken all at once, 10,000 workers
             # each waited for the GIL, waking every 5 ms to ask for it, and
-            # close() took 10-40 s of mostly system time.
+            # close() took 10-40 s of mostly system time. The workers first:
+            # telling the refused futures runs their callbacks, which may raise.
             with self.lock:
                 self.to_wake.extend(parked)
                 leader = self.to_wake.pop() if self.to_wake else None
-            if leader is not None:
-                leader.waker.wake()
+            # Ctrl-C can land as a wake begins (see dispatch()): then every
+            # wake is made again, as spare wakes are harmless, and every
+            # refused future is still told before it goes on.
+            error: BaseException | None = None
+            callers = [job.waker for job in refused if job.future is None]
+            try:
+                if leader is not None:
+                    leader.waker.wake()
+                for waker in callers:
+                    waker.wake()  # type: ignore[union-attr]
+            except BaseException as exc:
+                error = exc
+                if leader is not None:
+                    leader.waker.wake()
+                for waker in callers:
+                    waker.wake()  # type: ignore[union-attr]
+            for job in refused:
+                future = job.future
+                if future is not None:
+                    try:
+                        if future.set_running_or_notify_cancel():
+                            future.set_exception(PoolClosedError(reason))
+                    except BaseException as exc:  # a done-callback's SystemExit, or Ctrl-C
+                        error = error or exc
+            if error is not None:
+                raise error
             log.info("pool_closed", workers=len(everyone), refused=len(refused))
         if wait:
             return _join(self, everyone, deadline)

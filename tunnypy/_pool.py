@@ -206,7 +206,12 @@ class Pool(Generic[P, R]):
                             queued = True
             finally:
                 if wrapper is not None:
-                    wrapper.waker.wake()
+                    try:
+                        wrapper.waker.wake()
+                    except BaseException:
+                        # Ctrl-C as the wake begins (see Core.dispatch).
+                        wrapper.waker.wake()
+                        raise
             if wrapper is None and not queued:
                 if core.batch_wakes:
                     job.waker = waker = job.own_waker()

@@ -75,8 +75,17 @@ class CancelToken:
                 return
             self._cancelled = True
             wakers = list(self._wakers)
-        for waker in wakers:
-            waker.wake()
+        try:
+            for waker in wakers:
+                waker.wake()
+        except BaseException:
+            # Ctrl-C can land as a lock waker's wake() begins, before it woke
+            # its caller, which would then wait on with no deadline. Spare
+            # wakes are harmless: wake them all again. Not covered: a second
+            # Ctrl-C during that.
+            for waker in wakers:
+                waker.wake()
+            raise
 
     def _register(self, waker: Waker) -> None:
         with self._lock:
