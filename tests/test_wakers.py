@@ -93,3 +93,14 @@ class TestAfterFork:
             assert os.waitstatus_to_exitcode(status) == 0
         finally:
             os.close(read_end)
+
+
+@pytest.mark.skipif(not hasattr(os, "eventfd"), reason="eventfd is Linux-only")
+def test_an_eventfd_wait_longer_than_poll_takes_still_waits_for_its_wake() -> None:
+    """poll() takes at most 2**31 - 1 ms; a month-long wait raised OverflowError."""
+    waker = tunnypy._waker.new_fd_waker()
+    assert waker is not None
+    month = 30 * 86400.0
+    call = Call(waker.wait, month)
+    waker.wake()
+    assert call.wait() is True

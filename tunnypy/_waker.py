@@ -52,6 +52,8 @@ _budget_lock = _thread.allocate_lock()
 _fds_in_use = 0
 # ``threading.Lock.acquire`` rejects timeouts above this.
 _TIMEOUT_MAX = threading.TIMEOUT_MAX
+# ``select.poll.poll`` takes a C int of milliseconds: about 24.8 days at most.
+_POLL_MAX_MS = 2**31 - 1
 
 
 class Waker(Protocol):
@@ -115,8 +117,10 @@ class FdWaker:
             poll = self._poll = select.poll()
             poll.register(self._fd, select.POLLIN)
         # poll() takes milliseconds and rounds up, so a wait never ends early.
-        # It retries after a signal itself (PEP 475), with what is left.
-        if not poll.poll(max(timeout, 0.0) * 1000.0):
+        # It retries after a signal itself (PEP 475), with what is left. A
+        # longer wait is cut to what poll() takes: it ends early, as a wait
+        # may, and its caller, which loops on its deadline, waits again.
+        if not poll.poll(min(max(timeout, 0.0) * 1000.0, _POLL_MAX_MS)):
             return False
         _read(self._fd)
         return True
