@@ -37,8 +37,11 @@ class Worker(Protocol[P_contra, R_co]):
 
         Called from the caller's thread, at most once per job, only after the
         worker took that job; the worker starts nothing new until it returns.
-        The job may already have returned when it is called, so a worker that
-        keeps a flag should clear it at the start of ``process``.
+        Not guaranteed: that ``process`` is running. The job may already have
+        returned, or not yet have begun. So a worker that keeps a flag should
+        clear it at the start of ``process`` and then also stop when
+        :func:`tunnypy.interrupted` is true, which belongs to the job and is
+        never stale.
         """
         ...
 
