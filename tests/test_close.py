@@ -271,7 +271,7 @@ class TestCloseWhileAGrowStartsThreads:
         grow.wait()  # it had listed its worker before close(), which then retired it
 
     def test_a_factory_may_close_its_pool_while_it_grows(self) -> None:
-        """close(wait=True) waits for a grow to finish; from the grow's own factory it must not."""
+        """close(wait=True) waits for a grow to start its workers, not for its factory."""
         pool: tunnypy.Pool[Any, Any]
         made: list[RecordingWorker] = []
 

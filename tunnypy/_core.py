@@ -98,8 +98,7 @@ class Core:
         self.check = check
         self.max_waiting = max_waiting
         self.lock = _thread.allocate_lock()
-        # Re-entrant: a worker factory, run by a grow, may close the pool.
-        self.resize_lock = threading.RLock()
+        self.resize_lock = threading.Lock()
         self.line: deque[Job] = deque()
         self.idle: list[WorkerWrapper] = []
         self.workers: dict[WorkerWrapper, None] = {}
@@ -562,15 +561,18 @@ class Core:
                 raise error
             log.info("pool_closed", workers=len(everyone), refused=len(refused))
         if wait:
-            # A grow in another thread lists its workers before it starts
-            # their threads, and _join() cannot wait for a thread not yet
-            # started: let the grow finish first (they then see the pool
-            # closed and leave).
-            if not self.resize_lock.acquire(
-                timeout=-1 if deadline is None else max(0.0, deadline - _monotonic())
-            ):
-                return False
-            self.resize_lock.release()
+            # A grow in another thread lists its workers (after its factory
+            # calls) before it starts their threads, and _join() cannot wait
+            # for a thread not yet started: let that grow finish starting
+            # them first (they then see the pool closed and leave). Only
+            # then: a grow still in its factory has listed no one yet, and
+            # close() does not wait for the factory.
+            if any(wrapper.thread.ident is None for wrapper in everyone):
+                if not self.resize_lock.acquire(
+                    timeout=-1 if deadline is None else max(0.0, deadline - _monotonic())
+                ):
+                    return False
+                self.resize_lock.release()
             return _join(self, everyone, deadline)
         return not everyone
 
@@ -672,7 +674,7 @@ def _after_fork_in_child() -> None:
         core.summoned = None
         core.workers.clear()
         core.lock = _thread.allocate_lock()
-        core.resize_lock = threading.RLock()
+        core.resize_lock = threading.Lock()
 
 
 threading._register_atexit(_close_at_exit)  # type: ignore[attr-defined]
