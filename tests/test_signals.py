@@ -355,7 +355,11 @@ class TestCtrlCAsALockWakeBegins:
             # Before the fix the worker slept for good, holding the withdrawn
             # job or the summons, and this timed out.
             assert pool.process_timed(lambda: "next", WAIT) == "next"
-            assert pool.stats().cancelled == 1
+            # Woken again before the withdrawal, the worker may finish the
+            # interrupted call's job first (its outcome stands, uncollected);
+            # either way that call is counted once.
+            stats = pool.stats()
+            assert (stats.completed + stats.cancelled, stats.completed) in ((2, 1), (2, 2))
         assert pool.close(timeout=WAIT)
 
     def test_cancel_wakes_every_caller_of_its_token(self) -> None:
