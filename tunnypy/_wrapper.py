@@ -84,6 +84,7 @@ class WorkerWrapper:
         # the moment its job returns, so it offers itself *before* delivering
         # the outcome: the caller it wakes finds it free (``try_process``
         # right after ``process`` succeeds) and the hot path skips a frame.
+        # Not for a future, whose done-callbacks set_result() runs: see below.
         eager = getattr(type(worker), "block_until_ready", None) is _NO_OP_READY
         process = worker.process
         offer = self._offer
