@@ -35,8 +35,10 @@ def ways(pool: tunnypy.Pool[str, tuple[str, str]], value: str) -> list[tuple[str
         pool.process(value),
         pool.process_timed(value, WAIT),
         pool.process_ctx(value, tunnypy.CancelToken()),
-        pool.submit(value).result(WAIT),
+        # try_process before submit: a blocking call's worker is back in the
+        # pool before its caller wakes, a submit's only after its future is done.
         pool.try_process(value),
+        pool.submit(value).result(WAIT),
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -382,3 +383,54 @@ class TestCtrlCAsALockWakeBegins:
                     call.wait()
             for gate in gates:
                 gate.release.set()
+
+
+class TestCtrlCInsideClose:
+    """close() interrupted by Ctrl-C still ends every worker and tells every refused call."""
+
+    def test_ctrl_c_as_the_first_parked_worker_is_woken(self) -> None:
+        pool = tunnypy.Pool.from_func(3, run)
+        wait_for(lambda: pool.stats().idle == 3, "the workers to park")
+        leader = pool._core.idle[-1]  # the chain starts from the top of the stack
+        proxy = leader.waker = InterruptedWake(leader.waker, before=True)
+        with pytest.raises(KeyboardInterrupt):
+            pool.close(wait=False)
+        assert proxy.interrupted
+        assert pool.close(timeout=WAIT)  # before the fix the chain never started
+        assert pool.stats().workers == 0
+
+    def test_ctrl_c_as_a_refused_future_is_told(self) -> None:
+        """Ctrl-C as Future.set_exception is entered, the future already running."""
+        blocker = Gate()
+        pool = tunnypy.Pool.from_func(1, run)
+        busy = pool.submit(blocker)
+        assert blocker.started.wait(WAIT)
+        refused = [pool.submit(lambda: None) for _ in range(3)]
+        wait_for(lambda: pool.queue_length == 3, "three calls in line")
+        landed: list[str] = []
+
+        def ctrl_c_in_close(frame: Any, event: str, arg: Any) -> None:
+            # Where a SIGINT handler would run: as that Python function is entered.
+            caller = frame.f_back
+            if (
+                event == "call"
+                and frame.f_code.co_name == "set_exception"
+                and caller is not None
+                and caller.f_code.co_name == "close"
+                and not landed
+            ):
+                landed.append("set_exception")
+                raise KeyboardInterrupt
+
+        sys.settrace(ctrl_c_in_close)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                pool.close(wait=False)
+        finally:
+            sys.settrace(None)
+        assert landed == ["set_exception"]
+        for future in refused:  # before the fix one stayed running, never told
+            assert isinstance(future.exception(WAIT), tunnypy.PoolClosedError)
+        blocker.release.set()
+        assert busy.result(WAIT) is None
+        assert pool.close(timeout=WAIT)

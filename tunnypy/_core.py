@@ -530,15 +530,19 @@ class Core:
             # each waited for the GIL, waking every 5 ms to ask for it, and
             # close() took 10-40 s of mostly system time. The workers first:
             # telling the refused futures runs their callbacks, which may raise.
-            with self.lock:
-                self.to_wake.extend(parked)
-                leader = self.to_wake.pop() if self.to_wake else None
-            # Ctrl-C can land as a wake begins (see dispatch()): then every
-            # wake is made again, as spare wakes are harmless, and every
-            # refused future is still told before it goes on.
-            error: BaseException | None = None
+            # Ctrl-C can land as a wake begins (see dispatch()): every wake is
+            # then made again (spare wakes are harmless), and every refused
+            # future is still told before it goes on. From taking the leader
+            # off the chain to the ``try``, no call is made.
             callers = [job.waker for job in refused if job.future is None]
+            error: BaseException | None = None
+            leader: WorkerWrapper | None = None
             try:
+                with self.lock:
+                    self.to_wake.extend(parked)
+                    if self.to_wake:
+                        leader = self.to_wake[-1]
+                        del self.to_wake[-1]
                 if leader is not None:
                     leader.waker.wake()
                 for waker in callers:
@@ -549,14 +553,21 @@ class Core:
                     leader.waker.wake()
                 for waker in callers:
                     waker.wake()  # type: ignore[union-attr]
-            for job in refused:
-                future = job.future
-                if future is not None:
-                    try:
-                        if future.set_running_or_notify_cancel():
-                            future.set_exception(PoolClosedError(reason))
-                    except BaseException as exc:  # a done-callback's SystemExit, or Ctrl-C
-                        error = error or exc
+            futures = [job.future for job in refused if job.future is not None]
+            while futures:
+                try:
+                    while futures:
+                        future = futures[-1]
+                        if not future.done():
+                            try:
+                                if future.running() or future.set_running_or_notify_cancel():
+                                    future.set_exception(PoolClosedError(reason))
+                            except BaseException as exc:  # a callback's SystemExit, or Ctrl-C
+                                error = error or exc
+                                continue  # look again: told by now, or still to tell
+                        del futures[-1]
+                except BaseException as exc:  # Ctrl-C between two futures
+                    error = error or exc
             if error is not None:
                 raise error
             log.info("pool_closed", workers=len(everyone), refused=len(refused))
