@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -186,19 +187,26 @@ def test_a_future_with_an_unknown_attribute_turns_the_lean_layout_off(
     assert not _future.stock_layout_known()
 
 
+@contextlib.contextmanager
+def first_job_held(size: int) -> Iterator[tuple[tunnypy.Pool[str, str], Future[str], Gate]]:
+    """A function pool of *size* whose first submit, "first", runs held at a gate."""
+    gate = Gate()
+
+    def job(x: str) -> str:
+        return gate(x) if x == "first" else x
+
+    with tunnypy.Pool.from_func(size, job) as pool:
+        future = pool.submit("first")
+        assert gate.started.wait(WAIT)
+        yield pool, future, gate
+
+
 class TestCallbacksRunOnTheWorker:
     """Done-callbacks are the caller's code, run by the worker as it delivers."""
 
     def test_a_callback_that_calls_the_pool_is_served(self) -> None:
         """The delivering worker is not on the idle stack, so it is not handed its own job."""
-        gate = Gate()
-
-        def job(x: str) -> str:
-            return gate(x) if x == "first" else x
-
-        with tunnypy.Pool.from_func(2, job) as pool:
-            future = pool.submit("first")
-            assert gate.started.wait(WAIT)
+        with first_job_held(2) as (pool, future, gate):
             got: list[object] = []
             done = threading.Event()
 
@@ -218,14 +226,7 @@ class TestCallbacksRunOnTheWorker:
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
         """Future logs a callback's Exception; a BaseException ended the worker thread."""
-        gate = Gate()
-
-        def job(x: str) -> str:
-            return gate(x) if x == "first" else x
-
-        with tunnypy.Pool.from_func(1, job) as pool:
-            future = pool.submit("first")
-            assert gate.started.wait(WAIT)
+        with first_job_held(1) as (pool, future, gate):
             ran: list[str] = []
 
             def leave(_: Future[str]) -> None:
