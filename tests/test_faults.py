@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, Call, Gate, RecordingWorker, wait_for
+from tests.helpers import WAIT, Call, Gate, RecordingFactory, RecordingWorker, wait_for
 from tunnypy import _waker
 from tunnypy._job import NO_CONTEXT, Job
 
@@ -68,6 +69,29 @@ class TestFactoryRaises:
             pool.set_size(4)  # the next growth works
             assert pool.stats().workers == 4
         finally:
+            assert pool.close(timeout=WAIT)
+
+
+class TestThreadStartFails:
+    def test_the_growth_is_undone_and_the_error_reaches_the_caller(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """set_size(1 -> 4) whose third new thread will not start: back to 1, all 3 terminated."""
+        factory = RecordingFactory()
+        pool: tunnypy.Pool[Any, Any] = tunnypy.Pool(1, factory)
+        try:
+            worker_thread_starts_fail_at(monkeypatch, 3, lambda: None)
+            with pytest.raises(RuntimeError, match="can't start new thread"):
+                pool.set_size(4)
+            monkeypatch.undo()
+            assert pool.size == 1
+            wait_for(lambda: pool.stats().workers == 1, "the two started workers to leave")
+            assert [w.terminated for w in factory.made] == [0, 1, 1, 1]
+            assert [pool.process(n) for n in range(3)] == [0, 1, 2]
+            pool.set_size(4)  # the next growth works
+            assert pool.stats().workers == 4
+        finally:
+            monkeypatch.undo()
             assert pool.close(timeout=WAIT)
 
 
@@ -207,13 +231,26 @@ class InterruptWorker(tunnypy.BaseWorker[Gate | int, Any]):
 
 
 class TestInterrupt:
-    def test_raising_is_logged_and_the_next_job_is_unaffected(
-        self, caplog: pytest.LogCaptureFixture
+    @pytest.mark.parametrize(
+        ("raised", "caller_gets", "logged"),
+        [
+            (BoomError("interrupt"), tunnypy.JobCancelledError, True),
+            # interrupt() runs on the caller's thread: a SystemExit (or a
+            # Ctrl-C landing in it) is that caller's, not logged.
+            (SystemExit(3), SystemExit, False),
+        ],
+    )
+    def test_raising_ends_only_the_call_that_gave_up(
+        self,
+        caplog: pytest.LogCaptureFixture,
+        raised: BaseException,
+        caller_gets: type[BaseException],
+        logged: bool,
     ) -> None:
-        """The caller still gets JobCancelledError; the worker's next job runs normally."""
+        """The caller gets its error, or interrupt()'s BaseException; the next job runs normally."""
 
         def boom() -> None:
-            raise BoomError("interrupt")
+            raise raised
 
         caplog.set_level(logging.ERROR, logger="tunnypy")
         worker = InterruptWorker(boom)
@@ -224,12 +261,14 @@ class TestInterrupt:
             call = Call(pool.process_ctx, gate, token)
             assert gate.started.wait(WAIT)
             token.cancel()
-            with pytest.raises(tunnypy.JobCancelledError):
+            with pytest.raises(caller_gets):
                 call.wait()
+            assert worker.log == ["start gate", "interrupt begins", "interrupt ends"]
             gate.release.set()
-            assert pool.process(3) == 3
-            assert any("interrupt_failed" in r.getMessage() for r in caplog.records)
-            assert pool.stats().cancelled == 1
+            assert pool.process(3) == 3  # the gate's outcome was abandoned, not delivered
+            assert logged == any("interrupt_failed" in r.getMessage() for r in caplog.records)
+            stats = pool.stats()
+            assert (stats.cancelled, stats.completed) == (1, 1)  # each call counted once
         finally:
             gate.release.set()
             assert pool.close(timeout=WAIT)
@@ -427,3 +466,160 @@ class TestJobUsesItsOwnPool:
         finally:
             assert outer.close(timeout=WAIT)
             assert inner.close(timeout=WAIT)
+
+
+class RoleWorker(tunnypy.BaseWorker[str, object]):
+    """A worker that plays its role for the payload "go" and echoes anything else."""
+
+    def __init__(self, role: Callable[[], object] | None) -> None:
+        self.role = role
+
+    def process(self, payload: str) -> object:
+        if payload == "go" and self.role is not None:
+            return self.role()
+        return payload
+
+
+class Roles:
+    """A factory handing each worker it makes the next role, in the order made (oldest first)."""
+
+    def __init__(self, *roles: Callable[[], object]) -> None:
+        self.roles = list(roles)
+        self.made: list[RoleWorker] = []
+
+    def __call__(self) -> RoleWorker:
+        worker = RoleWorker(self.roles.pop(0) if self.roles else None)
+        self.made.append(worker)
+        return worker
+
+
+class NestedCall:
+    """A role that, once *after* is set, calls its own pool and keeps what it got."""
+
+    def __init__(self, holder: list[tunnypy.Pool[str, object]], after: threading.Event) -> None:
+        self.holder = holder
+        self.after = after
+        self.outcome: object = None
+        self.done = threading.Event()
+
+    def __call__(self) -> object:
+        assert self.after.wait(WAIT)
+        try:
+            self.outcome = self.holder[0].process("inner")
+        except tunnypy.PoolDeadlockError as exc:
+            self.outcome = exc
+        self.done.set()
+        return None
+
+    def result(self) -> object:
+        assert self.done.wait(WAIT), "the nested call never returned"
+        return self.outcome
+
+
+def worker_thread_starts_fail_at(
+    monkeypatch: pytest.MonkeyPatch, number: int, before: Callable[[], None]
+) -> None:
+    """Make the *number*-th worker thread started from now fail to start, after ``before()``."""
+    real_start = threading.Thread.start
+    starts = [0]
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name.startswith("tunnypy-worker"):
+            starts[0] += 1
+            if starts[0] == number:
+                before()
+                raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+
+
+class TestNestedCallsAndRetirement:
+    """A shrink (or a growth undone) never strands a job waiting on its own pool, nor blames one."""
+
+    def test_a_shrink_leaving_every_worker_waiting_fails_the_nested_call(self) -> None:
+        """Worker 0 waits on its pool behind busy worker 1; retiring 1 raises PoolDeadlockError."""
+        holder: list[tunnypy.Pool[str, object]] = []
+        gate = Gate()
+        nested = NestedCall(holder, after=gate.started)
+        pool = tunnypy.Pool(2, Roles(nested, gate))
+        holder.append(pool)
+        try:
+            futures = [pool.submit("go"), pool.submit("go")]
+            wait_for(lambda: pool.queue_length == 1, "worker 0's call to wait in line")
+            pool.set_size(1)  # retires the newest busy worker: 1, the only one that could serve it
+            outcome = nested.result()
+            assert isinstance(outcome, tunnypy.PoolDeadlockError)
+            assert "every worker" in str(outcome)
+            assert pool.queue_length == 0
+            gate.release.set()
+            assert [f.result(WAIT) for f in futures] == [None, None]
+            assert pool.stats().rejected == 1
+            assert pool.process("after") == "after"  # worker 0 still serves
+        finally:
+            gate.release.set()
+            assert pool.close(timeout=WAIT)
+
+    def test_a_retiring_workers_nested_call_does_not_count_against_the_others(self) -> None:
+        """Worker 2, retired while waiting on its pool, holds no worker: worker 0 may wait too."""
+        holder: list[tunnypy.Pool[str, object]] = []
+        gate = Gate()
+        go = threading.Event()
+        first, third = NestedCall(holder, after=go), NestedCall(holder, after=gate.started)
+        pool = tunnypy.Pool(3, Roles(first, gate, third))
+        holder.append(pool)
+        try:
+            futures = [pool.submit("go") for _ in range(3)]
+            wait_for(lambda: pool.queue_length == 1, "worker 2's call to wait in line")
+            pool.set_size(2)  # retires worker 2, busy waiting on the pool
+            go.set()  # worker 0 now calls too: worker 1 will serve both
+            wait_for(
+                lambda: pool.queue_length == 2 or first.done.is_set(),
+                "worker 0's call to wait in line",
+            )
+            assert not first.done.is_set(), first.outcome
+            gate.release.set()
+            assert first.result() == third.result() == "inner"
+            assert [f.result(WAIT) for f in futures] == [None, None, None]
+            assert pool.stats().rejected == 0
+        finally:
+            gate.release.set()
+            assert pool.close(timeout=WAIT)
+
+    def test_a_growth_undone_leaving_every_worker_waiting_fails_the_nested_call(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """set_size(1 -> 3) fails at the second thread; retiring worker 1 would strand worker 0."""
+        holder: list[tunnypy.Pool[str, object]] = []
+        gate = Gate()
+        go = threading.Event()
+        nested = NestedCall(holder, after=go)
+        pool = tunnypy.Pool(1, Roles(nested, gate))
+        holder.append(pool)
+        busy: list[Future[object]] = []
+
+        def meanwhile() -> None:
+            # Worker 1 has started: give it the gate, then let worker 0's
+            # call join the line behind it.
+            busy.append(pool.submit("go"))
+            assert gate.started.wait(WAIT)
+            go.set()
+            wait_for(lambda: pool.queue_length == 1, "worker 0's call to wait in line")
+
+        try:
+            busy.append(pool.submit("go"))  # worker 0: waits for go, then calls the pool
+            worker_thread_starts_fail_at(monkeypatch, 2, meanwhile)
+            with pytest.raises(RuntimeError, match="can't start new thread"):
+                pool.set_size(3)
+            monkeypatch.undo()
+            outcome = nested.result()
+            assert isinstance(outcome, tunnypy.PoolDeadlockError)
+            assert pool.size == 1
+            gate.release.set()
+            assert [f.result(WAIT) for f in busy] == [None, None]
+            assert pool.stats().rejected == 1
+            assert pool.process("after") == "after"
+        finally:
+            monkeypatch.undo()
+            gate.release.set()
+            assert pool.close(timeout=WAIT)

@@ -33,7 +33,7 @@ import attrs
 from ._job import DONE, REJECTED, RUNNING, WAITING, Job, current_wrapper, worker_tls
 from ._log import debug_enabled, log
 from ._token import CancelToken
-from ._waker import cpus_usable, yield_until_free
+from ._waker import Waker, cpus_usable, yield_until_free
 from ._worker import Worker
 from ._wrapper import WorkerWrapper
 from .exceptions import (
@@ -82,7 +82,7 @@ class PoolStats:
     cancelled: int
     """Calls that ended in ``JobCancelledError``, or futures cancelled, or callers interrupted."""
     rejected: int
-    """Calls refused with ``PoolClosedError`` or ``PoolBusyError``."""
+    """Calls refused with ``PoolClosedError``, ``PoolBusyError`` or ``PoolDeadlockError``."""
 
 
 class Core:
@@ -216,13 +216,14 @@ class Core:
             raise PoolBusyError(msg)
         if job.future is None:  # a future never blocks its caller
             current = worker_tls.wrapper
-            if current is not None and current.core is self:
-                self._check_nested(job)
+            if current is not None and current.core is self and not current.retiring:
+                self._check_nested(job, current)
         self.line.append(job)
 
-    def _check_nested(self, job: Job) -> None:
+    def _check_nested(self, job: Job, current: WorkerWrapper) -> None:
         # A job that calls its own pool waits for a worker while holding one.
-        # When every active worker does that, nothing can ever free one.
+        # When every active worker does that, nothing can ever free one. A
+        # retiring worker's job is not counted: it holds no active worker.
         if self.nested_waiting + 1 >= self.active:
             self.rejected += 1
             msg = (
@@ -230,8 +231,43 @@ class Core:
                 "waiting on that pool; this would never return"
             )
             raise PoolDeadlockError(msg)
-        job.nested = True
+        job.nested = current
         self.nested_waiting += 1
+
+    def _unstrand_locked(self) -> Waker | None:
+        """
+        After workers retired: re-count the nested calls, and end one if none can be served.
+
+        Under the lock. A retired worker's job waiting on its own pool no
+        longer holds an active worker, so it stops counting. If every worker
+        left is then waiting on its own pool, nothing will ever serve the
+        line: the newest nested call fails with ``PoolDeadlockError`` (as if
+        it had just been made), which frees its worker. Returns that call's
+        waker, for the caller to wake once the lock is released.
+        """
+        if not self.nested_waiting:
+            return None
+        line = self.line
+        for job in line:
+            caller = job.nested
+            if caller is not None and caller.retiring:
+                job.nested = None
+                self.nested_waiting -= 1
+        if not 0 < self.active <= self.nested_waiting:
+            return None
+        # Every counted call is in line: nested calls come from worker
+        # threads, which Ctrl-C never interrupts between counting and joining.
+        newest = next(job for job in reversed(line) if job.nested is not None)
+        line.remove(newest)
+        newest.nested = None
+        self.nested_waiting -= 1
+        self.rejected += 1
+        newest.error = PoolDeadlockError(
+            "a resize left every worker waiting on its own pool from inside a job; "
+            "this call would never return"
+        )
+        newest.state = DONE
+        return newest.waker
 
     def call(
         self, job: Job, deadline: float | None, token: CancelToken | None, *, wait: bool = True
@@ -300,7 +336,7 @@ class Core:
             if job.state >= DONE:
                 return False
             with self.lock:
-                if job.state == REJECTED:
+                if job.state >= DONE:  # refused by close(), or ended by _unstrand_locked()
                     return False
                 wrapper: WorkerWrapper | None = None
                 if job.state == WAITING:
@@ -311,8 +347,9 @@ class Core:
                         # before it joined the line. A call made is counted
                         # all the same. Refusals never come here.
                         pass
-                    if job.nested:  # set just before it joins the line
+                    if job.nested is not None:  # set just before it joins the line
                         self.nested_waiting -= 1
+                        job.nested = None
                 else:
                     wrapper = job.wrapper
                 job.withdrawn = True
@@ -353,8 +390,9 @@ class Core:
                     self.line.remove(job)
                 except ValueError:
                     return  # a worker popped it and will skip it
-                if job.nested:
+                if job.nested is not None:
                     self.nested_waiting -= 1
+                    job.nested = None
 
     def count_refused(self, reason: str) -> None:
         """Count a call refused at entry; a closed pool's refusal comes first."""
@@ -456,15 +494,21 @@ class Core:
             for wrapper in retirees:
                 wrapper.retiring = True
             self.active -= len(retirees)
+            stranded = self._unstrand_locked()
             # Busy ones notice at their next offer; parked ones need a wake.
             self.to_wake.extend(retirees[:take])
             first = self.to_wake.pop() if self.to_wake else None
-        if first is not None:
-            try:
+        try:
+            if first is not None:
                 first.waker.wake()
-            except BaseException:  # Ctrl-C as the wake begins: see dispatch()
+            if stranded is not None:
+                stranded.wake()
+        except BaseException:  # Ctrl-C as a wake begins: see dispatch()
+            if first is not None:
                 first.waker.wake()
-                raise
+            if stranded is not None:
+                stranded.wake()
+            raise
 
     def _retire(self, wrappers: list[WorkerWrapper]) -> None:
         with self.lock:
@@ -475,12 +519,17 @@ class Core:
                 self.active -= 1
                 if wrapper in self.idle:
                     self.idle.remove(wrapper)
+            stranded = self._unstrand_locked()
         try:
             for wrapper in wrappers:
                 wrapper.waker.wake()
+            if stranded is not None:
+                stranded.wake()
         except BaseException:  # Ctrl-C meanwhile (see dispatch()): wake them all again
             for wrapper in wrappers:
                 wrapper.waker.wake()
+            if stranded is not None:
+                stranded.wake()
             raise
 
     def worker_exited(self, wrapper: WorkerWrapper) -> None:

@@ -87,7 +87,9 @@ class Job:
         self.result: Any = None
         self.error: BaseException | None = None
         self.wrapper: WorkerWrapper | None = None
-        self.nested = False
+        # The worker whose job made this call, while the call waits in line
+        # and is counted in ``Core.nested_waiting``.
+        self.nested: WorkerWrapper | None = None
         self.lock_waker: LockWaker | None = None
         # Set, under the gate, by a caller that gave up; never cleared (a
         # withdrawn job is never reused).
@@ -105,7 +107,7 @@ class Job:
         self.payload = payload
         self.context = context
         self.state = WAITING
-        self.nested = False
+        self.nested = None
 
     def own_waker(self) -> LockWaker:
         """

@@ -156,7 +156,7 @@ class Pool(Generic[P, R]):
             job.context = _copy_context()
             job.waker = waker
             job.state = WAITING
-            job.nested = False
+            job.nested = None
         if waker is None:
             # The thread's first call, or no eventfd to be had.
             waker = job.waker = job.default_waker()

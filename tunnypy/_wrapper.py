@@ -195,8 +195,9 @@ class WorkerWrapper:
                 line = core.line
                 while line:
                     job = line.popleft()
-                    if job.nested:
+                    if job.nested is not None:
                         core.nested_waiting -= 1
+                        job.nested = None
                     future = job.future
                     if future is not None and not future.set_running_or_notify_cancel():
                         continue  # cancelled while in line
