@@ -128,6 +128,8 @@ class Core:
         # once however many it retired (a wake can hand the GIL to the woken
         # thread, and 999 of them cost the caller ~0.3 s).
         self.to_wake: list[WorkerWrapper] = []
+        # Calls a close() refused that it has not yet told (see _shut_locked).
+        self.refused: list[Job] = []
         # Counters written under ``lock``. ``completed`` and ``failed`` live
         # on each worker (written only by its thread) and are folded in here
         # when the worker leaves.
@@ -188,7 +190,14 @@ class Core:
                     self._enqueue_locked(job, wait)
                     return
                 # A worker is free for it: on its way, or parked and about to
-                # be summoned along the chain.
+                # be summoned along the chain. A job's call on its own pool is
+                # counted (not checked: it would be served), since a shrink
+                # may retire that free worker (see _unstrand_locked).
+                if job.future is None:
+                    current = self._nested_caller()
+                    if current is not None:
+                        job.nested = current
+                        self.nested_waiting += 1
                 self.line.append(job)
         finally:
             if wrapper is not None:
@@ -215,10 +224,17 @@ class Core:
             msg = f"waiting line is full (max_waiting={self.max_waiting})"
             raise PoolBusyError(msg)
         if job.future is None:  # a future never blocks its caller
-            current = worker_tls.wrapper
-            if current is not None and current.core is self and not current.retiring:
+            current = self._nested_caller()
+            if current is not None:
                 self._check_nested(job, current)
         self.line.append(job)
+
+    def _nested_caller(self) -> WorkerWrapper | None:
+        """The active worker of this pool whose job is calling, if any."""
+        current = worker_tls.wrapper
+        if current is not None and current.core is self and not current.retiring:
+            return current
+        return None
 
     def _check_nested(self, job: Job, current: WorkerWrapper) -> None:
         # A job that calls its own pool waits for a worker while holding one.
@@ -255,17 +271,24 @@ class Core:
                 self.nested_waiting -= 1
         if not 0 < self.active <= self.nested_waiting:
             return None
-        # Every counted call is in line: nested calls come from worker
-        # threads, which Ctrl-C never interrupts between counting and joining.
-        newest = next(job for job in reversed(line) if job.nested is not None)
-        line.remove(newest)
-        newest.nested = None
-        self.nested_waiting -= 1
-        self.rejected += 1
-        newest.error = PoolDeadlockError(
+        error = PoolDeadlockError(
             "a resize left every worker waiting on its own pool from inside a job; "
             "this call would never return"
         )
+        index = len(line) - 1
+        while index >= 0 and line[index].nested is None:
+            index -= 1
+        if index < 0:
+            return None  # every counted call is in line: not reached
+        newest = line[index]
+        # No call from here to the return: Ctrl-C (in a set_size() on the
+        # main thread) cannot land between taking the call out of line and
+        # ending it.
+        del line[index]
+        newest.nested = None
+        self.nested_waiting -= 1
+        self.rejected += 1
+        newest.error = error
         newest.state = DONE
         return newest.waker
 
@@ -443,72 +466,118 @@ class Core:
                 if not self.closed:  # close() has set it to 0 for good
                     self.size = previous
             raise
-        with self.lock:
-            if self.closed:
-                # close() raced us; the new workers never existed.
+        # Ctrl-C can land wherever CPython checks for signals (see _shrink):
+        # each wrapper is listed and counted by stores and one last call, and
+        # whatever lands is undone below like a thread that would not start.
+        wrappers: list[WorkerWrapper] = []
+        starting: WorkerWrapper | None = None
+        try:
+            with self.lock:
+                if self.closed:  # close() raced us: the new workers never existed
+                    raise PoolClosedError(self.closed_reason)
                 for worker in made:
-                    _terminate_quietly(worker, -1)
-                raise PoolClosedError(self.closed_reason)
-            wrappers = []
-            for worker in made:
-                wrapper = WorkerWrapper(self, worker, self.next_index)
-                self.next_index += 1
-                self.workers[wrapper] = None
-                wrappers.append(wrapper)
-            self.active += len(wrappers)
-        for i, wrapper in enumerate(wrappers):
-            try:
-                wrapper.thread.start()
-            except BaseException:
-                # Out of threads: undo the ones not started, retire the rest.
-                unstarted = wrappers[i:]
-                started = wrappers[:i]
-                with self.lock:
-                    for w in unstarted:
-                        del self.workers[w]
-                    self.active -= len(unstarted)
-                for w in unstarted:
-                    _terminate_quietly(w.worker, w.index)
-                self._retire(started)
-                with self.lock:
-                    if not self.closed:
-                        self.size = previous
-                raise
+                    wrapper = WorkerWrapper(self, worker, self.next_index)
+                    self.next_index += 1
+                    self.workers[wrapper] = None
+                    self.active += 1
+                    wrappers.append(wrapper)
+            for starting in wrappers:
+                starting.thread.start()
+            starting = None
+        except BaseException as exc:
+            # Out of threads, Ctrl-C or closed meanwhile: undo the workers not
+            # started, retire the others.
+            self._undo_grow(made, wrappers, starting, exc, previous)
+            raise
+
+    def _undo_grow(
+        self,
+        made: list[Worker[Any, Any]],
+        wrappers: list[WorkerWrapper],
+        starting: WorkerWrapper | None,
+        exc: BaseException,
+        previous: int,
+    ) -> None:
+        started: list[WorkerWrapper] = []
+        unstarted: list[WorkerWrapper] = []
+        for wrapper in wrappers:
+            thread = wrapper.thread
+            if wrapper is starting and not isinstance(exc, Exception):
+                # Ctrl-C inside Thread.start(): the thread may exist without
+                # having said so yet. One that exists says so within moments.
+                running = thread._started.wait(1.0)  # type: ignore[attr-defined]
+            else:
+                running = thread.ident is not None
+            (started if running else unstarted).append(wrapper)
+        with self.lock:
+            for wrapper in unstarted:
+                del self.workers[wrapper]
+            self.active -= len(unstarted)
+        # Every worker made and never run: those of the wrappers not started,
+        # and any Ctrl-C left without a wrapper.
+        for worker in made[len(wrappers) :]:
+            _terminate_quietly(worker, -1)
+        for wrapper in unstarted:
+            _terminate_quietly(wrapper.worker, wrapper.index)
+        self._retire(started)
+        with self.lock:
+            if not self.closed:
+                self.size = previous
 
     def _shrink(self, count: int) -> None:
-        with self.lock:
-            retirees: list[WorkerWrapper] = []
-            # Idle workers first, the least recently used (bottom of the stack).
-            take = min(count, len(self.idle))
-            if take:
-                retirees = self.idle[:take]
-                del self.idle[:take]
-            if len(retirees) < count:
-                # Then the newest of the others (busy or in block_until_ready).
-                parked = set(retirees)
-                for wrapper in reversed(self.workers):
-                    if len(retirees) == count:
-                        break
-                    if not wrapper.retiring and wrapper not in parked:
-                        retirees.append(wrapper)
-            for wrapper in retirees:
-                wrapper.retiring = True
-            self.active -= len(retirees)
-            stranded = self._unstrand_locked()
-            # Busy ones notice at their next offer; parked ones need a wake.
-            self.to_wake.extend(retirees[:take])
-            first = self.to_wake.pop() if self.to_wake else None
+        # Ctrl-C can land wherever CPython checks for signals: as a function
+        # is entered, at a loop's back edge, after a call returns. The loops
+        # only mark workers retiring and count them, a store and a count at
+        # a time; the ``finally`` does the rest wherever Ctrl-C landed, with
+        # no call until _unstrand_locked(), which it makes again if Ctrl-C
+        # lands as it begins.
+        first: WorkerWrapper | None = None
+        stranded: Waker | None = None
         try:
-            if first is not None:
-                first.waker.wake()
-            if stranded is not None:
-                stranded.wake()
-        except BaseException:  # Ctrl-C as a wake begins: see dispatch()
-            if first is not None:
-                first.waker.wake()
-            if stranded is not None:
-                stranded.wake()
-            raise
+            with self.lock:
+                idle = self.idle
+                to_wake = self.to_wake
+                # Idle workers first, the least recently used (bottom of the
+                # stack); then the newest of the others (busy, or in
+                # block_until_ready), which notice at their next offer.
+                take = min(count, len(idle))
+                taken = 0
+                busy = 0
+                try:
+                    for wrapper in idle[:take]:
+                        wrapper.retiring = True
+                        taken += 1
+                    if take < count:
+                        for wrapper in reversed(self.workers):
+                            if busy == count - take:
+                                break
+                            if not wrapper.retiring:
+                                wrapper.retiring = True
+                                busy += 1
+                finally:
+                    self.active -= taken + busy
+                    to_wake += idle[:taken]  # parked: they need a wake
+                    del idle[:taken]
+                    if to_wake:
+                        first = to_wake[-1]
+                        del to_wake[-1]
+                    try:
+                        stranded = self._unstrand_locked()
+                    except BaseException:  # Ctrl-C as it began: once more
+                        stranded = self._unstrand_locked()
+                        raise
+        finally:
+            try:
+                if first is not None:
+                    first.waker.wake()
+                if stranded is not None:
+                    stranded.wake()
+            except BaseException:  # Ctrl-C as a wake begins: see dispatch()
+                if first is not None:
+                    first.waker.wake()
+                if stranded is not None:
+                    stranded.wake()
+                raise
 
     def _retire(self, wrappers: list[WorkerWrapper]) -> None:
         with self.lock:
@@ -519,7 +588,11 @@ class Core:
                 self.active -= 1
                 if wrapper in self.idle:
                     self.idle.remove(wrapper)
-            stranded = self._unstrand_locked()
+            try:
+                stranded = self._unstrand_locked()
+            except BaseException:  # Ctrl-C as it began: once more (see _shrink)
+                stranded = self._unstrand_locked()
+                raise
         try:
             for wrapper in wrappers:
                 wrapper.waker.wake()
@@ -554,71 +627,59 @@ class Core:
 
     def close(self, wait: bool, timeout: float | None, reason: str = "pool is closed") -> bool:
         deadline = None if timeout is None else _monotonic() + timeout
-        with self.lock:
-            first = not self.closed
-            if first:
-                self.closed = True
-                self.closed_reason = reason
-                refused = list(self.line)
-                self.line.clear()
-                self.nested_waiting = 0
-                for job in refused:
-                    job.state = REJECTED
-                self.rejected += len(refused)
-                parked = self.idle[:]
-                self.idle.clear()
-                self.summoned = None  # retiring now; it leaves when it wakes
-                for wrapper in self.workers:
-                    wrapper.retiring = True
-                self.active = 0
-                self.size = 0
-            everyone = list(self.workers)
-        if first:
+        first = False
+        leader: WorkerWrapper | None = None
+        refused: list[Job] = []
+        error: BaseException | None = None
+        try:
+            with self.lock:
+                if not self.closed:
+                    first = True
+                    self.closed_reason = reason
+                    self.closed = True
+                # Every close() runs the rest, so one that Ctrl-C interrupted
+                # is finished by the next (at the latest, at interpreter exit).
+                try:
+                    self._shut_locked()
+                finally:
+                    # What this call tells, taken with stores only.
+                    to_wake = self.to_wake
+                    if to_wake:
+                        leader = to_wake[-1]
+                        del to_wake[-1]
+                    refused = self.refused
+                    self.refused = []
+                everyone = list(self.workers)
+        finally:
             # Wake the parked workers as a chain, as a shrink does: each
             # leaving worker wakes the next. Woken all at once, 10,000 workers
             # each waited for the GIL, waking every 5 ms to ask for it, and
             # close() took 10-40 s of mostly system time. The workers first:
-            # telling the refused futures runs their callbacks, which may raise.
-            # Ctrl-C can land as a wake begins (see dispatch()): every wake is
-            # then made again (spare wakes are harmless), and every refused
-            # future is still told before it goes on. From taking the leader
-            # off the chain to the ``try``, no call is made.
-            callers = [job.waker for job in refused if job.future is None]
-            error: BaseException | None = None
-            leader: WorkerWrapper | None = None
-            try:
-                with self.lock:
-                    self.to_wake.extend(parked)
-                    if self.to_wake:
-                        leader = self.to_wake[-1]
-                        del self.to_wake[-1]
-                if leader is not None:
-                    leader.waker.wake()
-                for waker in callers:
-                    waker.wake()  # type: ignore[union-attr]
-            except BaseException as exc:
-                error = exc
-                if leader is not None:
-                    leader.waker.wake()
-                for waker in callers:
-                    waker.wake()  # type: ignore[union-attr]
-            futures = [job.future for job in refused if job.future is not None]
-            while futures:
+            # telling the refused futures runs their callbacks, which may
+            # raise. Ctrl-C can land anywhere here, a wake included (see
+            # dispatch()): the whole pass is then made again. A spare wake
+            # is harmless, and a future already told is skipped.
+            told = False
+            while not told:
                 try:
-                    while futures:
-                        future = futures[-1]
-                        if not future.done():
-                            try:
-                                if future.running() or future.set_running_or_notify_cancel():
-                                    future.set_exception(PoolClosedError(reason))
-                            except BaseException as exc:  # a callback's SystemExit, or Ctrl-C
-                                error = error or exc
-                                continue  # look again: told by now, or still to tell
-                        del futures[-1]
-                except BaseException as exc:  # Ctrl-C between two futures
+                    if leader is not None:
+                        leader.waker.wake()
+                    for job in refused:
+                        future = job.future
+                        if future is None:
+                            job.waker.wake()  # type: ignore[union-attr]
+                        elif not future.done() and (
+                            future.running() or future.set_running_or_notify_cancel()
+                        ):
+                            # A callback's Exception is logged by Future; its
+                            # SystemExit, or Ctrl-C, restarts the pass below.
+                            future.set_exception(PoolClosedError(self.closed_reason))
+                    told = True
+                except BaseException as exc:  # a callback's SystemExit, or Ctrl-C
                     error = error or exc
-            if error is not None:
-                raise error
+        if error is not None:
+            raise error
+        if first:
             log.info("pool_closed", workers=len(everyone), refused=len(refused))
         if wait:
             # A grow in another thread lists its workers (after its factory
@@ -635,6 +696,36 @@ class Core:
                 self.resize_lock.release()
             return _join(self, everyone, deadline)
         return not everyone
+
+    def _shut_locked(self) -> None:
+        """
+        On a closed pool, under the lock: refuse the line, retire every worker, list the parked.
+
+        Safe to run again, and run by every ``close()``: one that Ctrl-C
+        interrupted part-way is finished by the next. Ctrl-C lands only as a
+        function is entered, at a loop's back edge and after a call returns;
+        each step here is stores and at most one last call, so it is done or
+        not, never half done. Refused jobs go to ``refused`` and parked
+        workers to ``to_wake``, for ``close()`` to tell and wake.
+        """
+        self.summoned = None  # retiring now; it leaves when it wakes
+        self.active = 0
+        self.size = 0
+        for wrapper in self.workers:
+            wrapper.retiring = True
+        line = self.line
+        refused = self.refused
+        while line:
+            job = line[0]
+            job.state = REJECTED
+            self.rejected += 1
+            del line[0]
+            refused.append(job)
+        self.nested_waiting = 0
+        parked = self.idle
+        if parked:
+            self.idle = []
+            self.to_wake.extend(parked)
 
     # -- stats --------------------------------------------------------------
 
@@ -704,9 +795,9 @@ live_cores: weakref.WeakSet[Core] = weakref.WeakSet()
 
 
 def collected(core: Core) -> None:
-    # The Pool was garbage-collected without close(): stop its threads.
-    if not core.closed:
-        core.close(False, None)
+    # The Pool was garbage-collected: stop its threads. Even when closed: a
+    # close() that Ctrl-C interrupted is finished by the next.
+    core.close(False, None)
     live_cores.discard(core)
 
 
@@ -733,6 +824,8 @@ def _after_fork_in_child() -> None:
         core.line.clear()
         core.summoned = None
         core.workers.clear()
+        core.to_wake.clear()
+        core.refused.clear()
         core.lock = _thread.allocate_lock()
         core.resize_lock = threading.Lock()
 

@@ -190,14 +190,13 @@ class Pool(Generic[P, R]):
                             job.state = RUNNING
                             job.wrapper = wrapper
                             wrapper.job = job
-                    elif (
-                        # A worker is free for it (dispatch()'s last case), or
-                        # it waits its turn and nothing refuses it: not closed,
-                        # no max_waiting, and not a worker thread (the
-                        # deadlock check).
-                        on_way is not None and len(idle) + (not on_way.retiring) > len(core.line)
-                    ) or (
-                        not core.closed and core.max_waiting is None and worker_tls.wrapper is None
+                    elif worker_tls.wrapper is None and (
+                        # Not a worker thread (whose call dispatch() counts
+                        # for the deadlock check), and a worker is free for it
+                        # (dispatch()'s last case), or it waits its turn and
+                        # nothing refuses it: not closed, no max_waiting.
+                        (on_way is not None and len(idle) + (not on_way.retiring) > len(core.line))
+                        or (not core.closed and core.max_waiting is None)
                     ):
                         line_waker = job.lock_waker if core.batch_wakes else waker
                         if line_waker is not None:  # else dispatch() makes it
@@ -435,7 +434,8 @@ class Pool(Generic[P, R]):
 
     def close(self, *, wait: bool = True, timeout: float | None = None) -> bool:
         """
-        Stop the pool. Safe to call twice, and from inside a job.
+        Stop the pool. Safe to call twice, and from inside a job. A close()
+        interrupted by Ctrl-C is finished by the next one.
 
         Callers still waiting in line get :class:`PoolClosedError` at once;
         running jobs finish and their callers get their results; each worker's
