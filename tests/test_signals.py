@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, Call, Gate, on_sigusr1, sigusr1_to, sigusr1_until, wait_for
+from tests.helpers import (
+    WAIT,
+    Call,
+    Gate,
+    RecordingFactory,
+    on_sigusr1,
+    sigusr1_to,
+    sigusr1_until,
+    wait_for,
+)
 from tunnypy import _waker
 from tunnypy._waker import Waker
 
@@ -610,3 +619,49 @@ class TestCtrlCAnywhereInResizeOrClose:
             if not landed:
                 break
         assert k > 5  # it did land in a few places
+
+
+class TestCtrlCInsideThreadStart:
+    """A growth interrupted as Thread.start() has made the thread, which is slow to say so."""
+
+    def test_the_thread_is_retired_and_leaves_by_itself(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        factory = RecordingFactory()
+        pool: tunnypy.Pool[Any, Any] = tunnypy.Pool(1, factory)
+        slow = threading.Event()
+        set_native_id = threading.Thread._set_native_id  # type: ignore[attr-defined]
+
+        def slow_to_start(thread: threading.Thread) -> None:
+            # Runs in the new thread before it tells start() it has started.
+            if thread.name == "tunnypy-worker-1":
+                assert slow.wait(WAIT)
+            set_native_id(thread)
+
+        landed: list[str] = []
+
+        def ctrl_c_once_the_thread_exists(frame: Any, event: str, arg: Any) -> None:
+            name = getattr(arg, "__name__", "")
+            if event == "c_return" and "start" in name and "thread" in name and not landed:
+                landed.append(name)  # start_new_thread, or 3.13's _start_joinable_thread
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(threading.Thread, "_set_native_id", slow_to_start)
+        try:
+            sys.setprofile(ctrl_c_once_the_thread_exists)
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    pool.set_size(2)
+            finally:
+                sys.setprofile(None)
+            assert landed
+            assert pool.size == 1
+            slow.set()  # it says it has started at last, sees it is retired, and leaves
+            wait_for(lambda: pool.stats().workers == 1, "worker 1 to leave")
+            assert [pool.process(n) for n in range(4)] == [0, 1, 2, 3]
+        finally:
+            slow.set()
+            assert pool.close(timeout=WAIT)
+        assert pool.stats().workers == 0
+        assert [w.terminated for w in factory.made] == [1, 1]
+        assert factory.made[1].processed == 0

@@ -501,14 +501,15 @@ class Core:
         started: list[WorkerWrapper] = []
         unstarted: list[WorkerWrapper] = []
         for wrapper in wrappers:
-            thread = wrapper.thread
-            if wrapper is starting and not isinstance(exc, Exception):
+            if wrapper.thread.ident is not None or (
                 # Ctrl-C inside Thread.start(): the thread may exist without
-                # having said so yet. One that exists says so within moments.
-                running = thread._started.wait(1.0)  # type: ignore[attr-defined]
+                # having said so yet, and may say so late. Retired like a
+                # started one, it leaves by itself whenever it runs.
+                wrapper is starting and not isinstance(exc, Exception)
+            ):
+                started.append(wrapper)
             else:
-                running = thread.ident is not None
-            (started if running else unstarted).append(wrapper)
+                unstarted.append(wrapper)
         with self.lock:
             for wrapper in unstarted:
                 del self.workers[wrapper]
