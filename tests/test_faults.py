@@ -550,6 +550,12 @@ class HeldWake:
         self.wakes += 1
 
 
+def in_line_behind_busy(pool: tunnypy.Pool[Any, Any], waiting: int, busy: int) -> bool:
+    """*waiting* calls in line while *busy* workers hold a job: every job handed out is taken."""
+    stats = pool.stats()
+    return stats.waiting == waiting and stats.busy == busy
+
+
 class TestNestedCallsAndRetirement:
     """A shrink (or a growth undone) never strands a job waiting on its own pool, nor blames one."""
 
@@ -562,7 +568,7 @@ class TestNestedCallsAndRetirement:
         holder.append(pool)
         try:
             futures = [pool.submit("go"), pool.submit("go")]
-            wait_for(lambda: pool.queue_length == 1, "worker 0's call to wait in line")
+            wait_for(lambda: in_line_behind_busy(pool, 1, 2), "worker 0's call to wait in line")
             pool.set_size(1)  # retires the newest busy worker: 1, the only one that could serve it
             outcome = nested.result()
             assert isinstance(outcome, tunnypy.PoolDeadlockError)
@@ -628,7 +634,7 @@ class TestNestedCallsAndRetirement:
         holder.append(pool)
         try:
             futures = [pool.submit("go") for _ in range(3)]
-            wait_for(lambda: pool.queue_length == 1, "worker 2's call to wait in line")
+            wait_for(lambda: in_line_behind_busy(pool, 1, 3), "worker 2's call to wait in line")
             pool.set_size(2)  # retires worker 2, busy waiting on the pool
             go.set()  # worker 0 now calls too: worker 1 will serve both
             wait_for(

@@ -549,7 +549,10 @@ class Scene:
         self.futures.append(pool.submit(self.gate))
         assert self.gate.started.wait(WAIT)
         self.futures.append(pool.submit(lambda: pool.process(lambda: "inner")))
-        wait_for(lambda: pool.queue_length == 1, "the nested call to wait in line")
+        wait_for(
+            lambda: pool.queue_length == 1 and pool.stats().busy == 2,
+            "the nested call to wait in line (not the job making it)",
+        )
         retired = next(reversed(pool._core.workers))
         assert retired.job is not None and retired.job.payload is self.gate, "shrink retires this"
         self.op = lambda: pool.set_size(1)
