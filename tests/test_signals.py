@@ -505,8 +505,7 @@ class CtrlCAt:
     def run(self, op: Callable[[], object]) -> bool:
         """Run *op*; whether Ctrl-C landed in it."""
         landed = False
-        gc.collect()  # no earlier pool's finalizer runs inside *op*
-        gc.disable()
+        gc.disable()  # no collection runs an earlier pool's finalizer inside *op*
         sys.settrace(self.trace)
         sys.setprofile(self.profile)
         try:
