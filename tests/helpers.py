@@ -159,3 +159,63 @@ def sigusr1_until(thread: threading.Thread, entered: threading.Event) -> None:
     finally:
         timer.cancel()
         timer.join()
+
+
+class RoleWorker(tunnypy.BaseWorker[str, object]):
+    """A worker that plays its role for the payload "go" and echoes anything else."""
+
+    def __init__(self, role: Callable[[], object] | None, together: threading.Barrier) -> None:
+        self.role = role
+        self.together = together
+
+    def process(self, payload: str) -> object:
+        if payload == "go" and self.role is not None:
+            # Every role starts only once every worker holds its "go": a
+            # role that finished early (or a call it made, served by a
+            # worker still idle) would let one worker take two.
+            self.together.wait()
+            return self.role()
+        return payload
+
+
+class Roles:
+    """A factory handing each worker it makes the next role, in the order made (oldest first)."""
+
+    def __init__(self, *roles: Callable[[], object]) -> None:
+        self.roles = list(roles)
+        self.together = threading.Barrier(len(roles), timeout=WAIT)
+        self.made: list[RoleWorker] = []
+
+    def __call__(self) -> RoleWorker:
+        worker = RoleWorker(self.roles.pop(0) if self.roles else None, self.together)
+        self.made.append(worker)
+        return worker
+
+
+class NestedCall:
+    """A role that, once *after* is set, calls its own pool and keeps what it got."""
+
+    def __init__(self, holder: list[tunnypy.Pool[str, object]], after: threading.Event) -> None:
+        self.holder = holder
+        self.after = after
+        self.outcome: object = None
+        self.done = threading.Event()
+
+    def __call__(self) -> object:
+        assert self.after.wait(WAIT)
+        try:
+            self.outcome = self.holder[0].process("inner")
+        except tunnypy.PoolDeadlockError as exc:
+            self.outcome = exc
+        self.done.set()
+        return None
+
+    def result(self) -> object:
+        assert self.done.wait(WAIT), "the nested call never returned"
+        return self.outcome
+
+
+def in_line_behind_busy(pool: tunnypy.Pool[Any, Any], waiting: int, busy: int) -> bool:
+    """*waiting* calls in line while *busy* workers hold a job: every job handed out is taken."""
+    stats = pool.stats()
+    return stats.waiting == waiting and stats.busy == busy

@@ -11,7 +11,17 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, Call, Gate, RecordingFactory, RecordingWorker, wait_for
+from tests.helpers import (
+    WAIT,
+    Call,
+    Gate,
+    NestedCall,
+    RecordingFactory,
+    RecordingWorker,
+    Roles,
+    in_line_behind_busy,
+    wait_for,
+)
 from tunnypy import _waker
 from tunnypy._job import NO_CONTEXT, Job
 from tunnypy._waker import Waker
@@ -469,54 +479,6 @@ class TestJobUsesItsOwnPool:
             assert inner.close(timeout=WAIT)
 
 
-class RoleWorker(tunnypy.BaseWorker[str, object]):
-    """A worker that plays its role for the payload "go" and echoes anything else."""
-
-    def __init__(self, role: Callable[[], object] | None) -> None:
-        self.role = role
-
-    def process(self, payload: str) -> object:
-        if payload == "go" and self.role is not None:
-            return self.role()
-        return payload
-
-
-class Roles:
-    """A factory handing each worker it makes the next role, in the order made (oldest first)."""
-
-    def __init__(self, *roles: Callable[[], object]) -> None:
-        self.roles = list(roles)
-        self.made: list[RoleWorker] = []
-
-    def __call__(self) -> RoleWorker:
-        worker = RoleWorker(self.roles.pop(0) if self.roles else None)
-        self.made.append(worker)
-        return worker
-
-
-class NestedCall:
-    """A role that, once *after* is set, calls its own pool and keeps what it got."""
-
-    def __init__(self, holder: list[tunnypy.Pool[str, object]], after: threading.Event) -> None:
-        self.holder = holder
-        self.after = after
-        self.outcome: object = None
-        self.done = threading.Event()
-
-    def __call__(self) -> object:
-        assert self.after.wait(WAIT)
-        try:
-            self.outcome = self.holder[0].process("inner")
-        except tunnypy.PoolDeadlockError as exc:
-            self.outcome = exc
-        self.done.set()
-        return None
-
-    def result(self) -> object:
-        assert self.done.wait(WAIT), "the nested call never returned"
-        return self.outcome
-
-
 def worker_thread_starts_fail_at(
     monkeypatch: pytest.MonkeyPatch, number: int, before: Callable[[], None]
 ) -> None:
@@ -548,12 +510,6 @@ class HeldWake:
 
     def wake(self) -> None:
         self.wakes += 1
-
-
-def in_line_behind_busy(pool: tunnypy.Pool[Any, Any], waiting: int, busy: int) -> bool:
-    """*waiting* calls in line while *busy* workers hold a job: every job handed out is taken."""
-    stats = pool.stats()
-    return stats.waiting == waiting and stats.busy == busy
 
 
 class TestNestedCallsAndRetirement:

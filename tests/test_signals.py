@@ -20,7 +20,10 @@ from tests.helpers import (
     WAIT,
     Call,
     Gate,
+    NestedCall,
     RecordingFactory,
+    Roles,
+    in_line_behind_busy,
     on_sigusr1,
     sigusr1_to,
     sigusr1_until,
@@ -529,6 +532,7 @@ class Scene:
         self.futures: list[Future[object]] = []
         self.pool: tunnypy.Pool[Any, Any]
         self.op: Callable[[], object]
+        self.probe: object = lambda: 7  # a call that must still be served: returns 7
         getattr(self, name.replace(" ", "_"))()
 
     def shrink(self) -> None:
@@ -542,18 +546,15 @@ class Scene:
         self.op = lambda: self.pool.set_size(0, wait=True, timeout=WAIT)
 
     def shrink_stranding_a_nested_call(self) -> None:
-        # Worker 0's job calls the pool behind worker 1, which the shrink retires.
-        pool = self.pool = tunnypy.Pool.from_func(2, run)
-        wait_for(lambda: pool.stats().idle == 2, "the workers to park")
-        self.futures.append(pool.submit(self.gate))
-        assert self.gate.started.wait(WAIT)
-        self.futures.append(pool.submit(lambda: pool.process(lambda: "inner")))
-        wait_for(
-            lambda: pool.queue_length == 1 and pool.stats().busy == 2,
-            "the nested call to wait in line (not the job making it)",
-        )
-        retired = next(reversed(pool._core.workers))
-        assert retired.job is not None and retired.job.payload is self.gate, "shrink retires this"
+        # Worker 0's job calls the pool behind worker 1 (the newest, holding
+        # the gate), which the shrink retires.
+        holder: list[tunnypy.Pool[str, object]] = []
+        nested = NestedCall(holder, after=self.gate.started)
+        pool = self.pool = tunnypy.Pool(2, Roles(nested, self.gate))
+        holder.append(pool)
+        self.probe = 7  # a RoleWorker echoes it
+        self.futures += [pool.submit("go"), pool.submit("go")]
+        wait_for(lambda: in_line_behind_busy(pool, 1, 2), "the nested call to wait in line")
         self.op = lambda: pool.set_size(1)
 
     def grow(self) -> None:
@@ -580,7 +581,7 @@ class Scene:
         pool = self.pool
         self.gate.release.set()
         if not pool.closed and pool.size:
-            assert Call(pool.process, lambda: 7).wait() == 7
+            assert Call(pool.process, self.probe).wait() == 7
         assert pool.close(timeout=WAIT)  # finishes a close() that Ctrl-C interrupted
         assert pool.stats().workers == 0
         ended = (tunnypy.PoolClosedError, tunnypy.PoolDeadlockError)
