@@ -193,11 +193,8 @@ class Core:
                 # be summoned along the chain. A job's call on its own pool is
                 # counted (not checked: it would be served), since a shrink
                 # may retire that free worker (see _unstrand_locked).
-                if job.future is None:
-                    current = self._nested_caller()
-                    if current is not None:
-                        job.nested = current
-                        self.nested_waiting += 1
+                if job.future is None and worker_tls.wrapper is not None:
+                    self._count_nested(job, check=False)
                 self.line.append(job)
         finally:
             if wrapper is not None:
@@ -223,24 +220,20 @@ class Core:
             self.rejected += 1
             msg = f"waiting line is full (max_waiting={self.max_waiting})"
             raise PoolBusyError(msg)
-        if job.future is None:  # a future never blocks its caller
-            current = self._nested_caller()
-            if current is not None:
-                self._check_nested(job, current)
+        # A future never blocks its caller; only a worker thread can be a job.
+        if job.future is None and worker_tls.wrapper is not None:
+            self._count_nested(job, check=True)
         self.line.append(job)
 
-    def _nested_caller(self) -> WorkerWrapper | None:
-        """The active worker of this pool whose job is calling, if any."""
-        current = worker_tls.wrapper
-        if current is not None and current.core is self and not current.retiring:
-            return current
-        return None
-
-    def _check_nested(self, job: Job, current: WorkerWrapper) -> None:
+    def _count_nested(self, job: Job, *, check: bool) -> None:
         # A job that calls its own pool waits for a worker while holding one.
-        # When every active worker does that, nothing can ever free one. A
-        # retiring worker's job is not counted: it holds no active worker.
-        if self.nested_waiting + 1 >= self.active:
+        # When every active worker does that, nothing can ever free one: with
+        # *check*, refuse the call that would make it so. A retiring worker's
+        # job is not counted: it holds no active worker.
+        current = worker_tls.wrapper
+        if current is None or current.core is not self or current.retiring:
+            return
+        if check and self.nested_waiting + 1 >= self.active:
             self.rejected += 1
             msg = (
                 "a job called process() on its own pool while every worker is "
