@@ -243,3 +243,76 @@ class TestCallbacksRunOnTheWorker:
             assert "callback_failed" in caplog.text
             stats = pool.stats()
             assert (stats.workers, stats.completed) == (1, 2)
+
+
+class TestResolvedByItsCaller:
+    """
+    A caller may resolve its own future (``set_result``, ``set_exception``).
+
+    Its worker died of it: ``set_running_or_notify_cancel`` raised for a
+    future resolved in line, and a pool of one served no one again.
+    """
+
+    @staticmethod
+    def resolve(future: Future[str], how: str) -> None:
+        if how == "set_result":
+            future.set_result("mine")
+        elif how == "set_exception":
+            future.set_exception(KeyError("mine"))
+        else:
+            assert future.set_running_or_notify_cancel()
+
+    @pytest.mark.parametrize("how", ["set_result", "set_exception", "set_running"])
+    def test_in_line_the_job_is_not_run_and_the_worker_serves_on(
+        self, how: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        ran: list[str] = []
+        gate = Gate()
+
+        def job(x: str) -> str:
+            ran.append(x)
+            return gate(x) if x == "first" else x
+
+        with tunnypy.Pool.from_func(1, job) as pool:
+            first = pool.submit("first")
+            assert gate.started.wait(WAIT)
+            second = pool.submit("second")
+            assert pool.stats().waiting == 1
+            self.resolve(second, how)
+            gate.release.set()
+            assert first.result(WAIT) == "first"
+            assert pool.process_timed("third", WAIT) == "third"  # the one worker lives
+            assert ran == ["first", "third"]
+            if how == "set_result":
+                assert second.result(0) == "mine"
+            elif how == "set_exception":
+                assert isinstance(second.exception(0), KeyError)
+            else:
+                assert second.running()
+            stats = pool.stats()
+            assert (stats.workers, stats.completed, stats.cancelled) == (1, 2, 1)
+        assert "unexpected state" not in caplog.text
+
+    @pytest.mark.parametrize("fails", [False, True])
+    def test_while_running_the_outcome_is_dropped_and_the_worker_serves_on(
+        self, fails: bool, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        gate = Gate()
+
+        def job(x: str) -> str:
+            if x == "first":
+                gate()
+                if fails:
+                    raise ValueError("the worker's")
+            return x
+
+        with tunnypy.Pool.from_func(1, job) as pool:
+            first = pool.submit("first")
+            assert gate.started.wait(WAIT)
+            first.set_result("mine")
+            gate.release.set()
+            assert pool.process_timed("second", WAIT) == "second"
+            assert first.result(0) == "mine"
+            stats = pool.stats()
+            assert (stats.workers, stats.completed, stats.failed, stats.cancelled) == (1, 1, 0, 1)
+        assert "callback_failed" not in caplog.text

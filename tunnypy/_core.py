@@ -26,6 +26,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import attrs
@@ -80,7 +81,10 @@ class PoolStats:
     timed_out: int
     """Calls that ended in ``JobTimedOutError``."""
     cancelled: int
-    """Calls that ended in ``JobCancelledError``, or futures cancelled, or callers interrupted."""
+    """
+    Calls that ended in ``JobCancelledError``, futures cancelled or resolved by
+    their caller, or callers interrupted.
+    """
     rejected: int
     """Calls refused with ``PoolClosedError``, ``PoolBusyError`` or ``PoolDeadlockError``."""
 
@@ -599,11 +603,91 @@ class Core:
                 stranded.wake()
             raise
 
-    def worker_exited(self, wrapper: WorkerWrapper) -> None:
+    def repair(
+        self,
+        wrapper: WorkerWrapper,
+        delivered: Job | None,
+        error: BaseException | None,
+        *,
+        leaving: bool,
+        may_have_run: bool = False,
+    ) -> Job | None:
+        """
+        Undo what a worker whose loop failed may have left half done (see WorkerWrapper._recover).
+
+        The worker comes off the idle stack and a summons it held is passed
+        on. A job it holds and never started (not *delivered*, which it ran)
+        stays with it and is returned, for it to run next. If it is
+        *leaving*, that job goes back to the head of the line instead, or ends
+        where it cannot: a future (already marked running) fails with
+        *error*, and a call on a closed pool is refused as ``close()`` refuses.
+        With *may_have_run* (whether the held job ran is unknown), the job
+        ends with *error*: a job never runs twice. With *leaving*, the worker
+        retires. Whoever should serve the line next is woken.
+        """
+        wake: list[Waker] = []
+        failing: Future[Any] | None = None
+        keep: Job | None = None
+        failure = error or RuntimeError("a worker failed; this job may or may not have run")
         with self.lock:
-            if not wrapper.retiring:  # left by an unexpected error
+            idle = self.idle
+            if wrapper in idle:
+                idle.remove(wrapper)
+            if self.summoned is wrapper:
+                self.summoned = None
+            held = wrapper.job
+            wrapper.job = None
+            if (
+                held is not None
+                and held is not delivered
+                and held.state == RUNNING
+                and not held.withdrawn
+            ):
+                if not leaving and not may_have_run:
+                    keep = wrapper.job = held
+                elif held.future is not None:
+                    failing = held.future
+                    wrapper.failed += 1
+                elif self.closed:  # no one will serve the line
+                    held.state = REJECTED
+                    self.rejected += 1
+                    wake.append(held.waker)  # type: ignore[arg-type]
+                elif may_have_run:
+                    held.error = failure
+                    held.state = DONE
+                    wrapper.failed += 1
+                    wake.append(held.waker)  # type: ignore[arg-type]
+                else:
+                    held.state = WAITING
+                    held.wrapper = None
+                    self.line.appendleft(held)
+            if leaving and not wrapper.retiring:
                 wrapper.retiring = True
                 self.active -= 1
+                stranded = self._unstrand_locked()
+                if stranded is not None:
+                    wake.append(stranded)
+            if self.line and idle and self.summoned is None and not self.closed:
+                following = idle[-1]
+                del idle[-1]
+                self.summoned = following
+                wake.append(following.waker)
+        for waker in wake:
+            waker.wake()
+        if failing is not None:
+            try:
+                failing.set_exception(failure)
+            except BaseException:  # a done-callback's SystemExit, as in WorkerWrapper._deliver
+                log.exception("callback_failed", worker=wrapper.index)
+        return keep
+
+    def worker_exited(self, wrapper: WorkerWrapper) -> None:
+        if not wrapper.retiring:
+            # Left by an error that WorkerWrapper._recover could not handle
+            # (it failed itself). Whether its job ran is unknown here: the
+            # job ends with an error, since a job must never run twice.
+            self.repair(wrapper, None, None, leaving=True, may_have_run=True)
+        with self.lock:
             following = self.to_wake.pop() if self.to_wake else None
         if following is not None:
             following.waker.wake()  # pass the shrink's wake along the chain

@@ -14,6 +14,9 @@ round trip costs two thread wake-ups at most (worker, then caller), as in
 from __future__ import annotations
 
 import threading
+from concurrent.futures import InvalidStateError
+from concurrent.futures._base import FINISHED
+from concurrent.futures._base import RUNNING as FUTURE_RUNNING
 from typing import TYPE_CHECKING, Any
 
 from ._job import DONE, RUNNING, Job, set_current_wrapper
@@ -31,6 +34,9 @@ if TYPE_CHECKING:
 __all__ = ["WorkerWrapper"]
 
 _NO_OP_READY = BaseWorker.block_until_ready
+# A future in line in one of these states was resolved (or started) by its
+# caller, not by this pool: see _offer().
+_TAKEN_BY_CALLER = frozenset((FINISHED, FUTURE_RUNNING))
 
 
 class WorkerWrapper:
@@ -92,81 +98,140 @@ class WorkerWrapper:
         await_job = self._await_job
         set_current_wrapper(self)
         if debug_enabled():
-            log.debug("worker_started", worker=self.index)
+            try:  # noqa: SIM105 - the except says why
+                log.debug("worker_started", worker=self.index)
+            except BaseException:
+                pass  # a logging handler that raises must not keep a worker from serving
         try:
-            job: Job | None = None
+            # A failure of tunnypy's own code in this loop (memory exhausted,
+            # a logging handler that raises, a bug) once ended the thread: the
+            # job it held was never delivered and the pool ran a worker short
+            # for good. Now the job is delivered, the worker's state is
+            # repaired and it serves on; a second failure with no job served
+            # in between ends it (see _recover).
+            served_at_failure = -1
+            resume: Job | None = None
             while True:
-                if job is None:
-                    if self.retiring:
-                        break  # no last block_until_ready on the way out
-                    if not eager:
-                        self._block_until_ready(ready)
-                    job = offer() or await_job()
-                    if job is None:
-                        break  # retired
+                job: Job | None = resume
+                resume = None
                 ok = False
                 outcome: Any = None
-                if not job.withdrawn:  # else its caller gave up before it started
-                    try:
-                        outcome = job.context.run(process, job.payload)
-                        ok = True
-                    except BaseException as exc:  # delivered, as ThreadPoolExecutor does
-                        outcome = exc
-                if eager:
-                    if job.future is not None:
-                        # set_result() runs the future's done-callbacks here,
-                        # and they are the caller's code: deliver before
-                        # offering, so this worker is never on the idle stack
-                        # while they run (a callback that called the pool was
-                        # handed its own job, and waited for itself forever).
-                        deliver(job, ok, outcome)
-                        following = offer()
-                    elif ok:
-                        following = offer()
-                        # _deliver(), inlined for the hot path (a frame is ~5%
-                        # of a round trip); _deliver() has the commentary.
-                        gate = job.gate
-                        gate.acquire()
-                        if job.withdrawn:
-                            gate.release()
-                            if debug_enabled():
-                                log.debug("job_abandoned", worker=self.index, completed=ok)
+                try:
+                    while True:
+                        if job is None:
+                            if self.retiring:
+                                break  # no last block_until_ready on the way out
+                            if not eager:
+                                self._block_until_ready(ready)
+                            job = offer() or await_job()
+                            if job is None:
+                                break  # retired
+                        ok = False
+                        outcome = None
+                        if not job.withdrawn:  # else its caller gave up before it started
+                            try:
+                                outcome = job.context.run(process, job.payload)
+                                ok = True
+                            except BaseException as exc:  # delivered, as ThreadPoolExecutor does
+                                outcome = exc
+                        if eager:
+                            if job.future is not None:
+                                # set_result() runs the future's done-callbacks here,
+                                # and they are the caller's code: deliver before
+                                # offering, so this worker is never on the idle stack
+                                # while they run (a callback that called the pool was
+                                # handed its own job, and waited for itself forever).
+                                deliver(job, ok, outcome)
+                                following = offer()
+                            elif ok:
+                                following = offer()
+                                # _deliver(), inlined for the hot path (a frame is ~5%
+                                # of a round trip); _deliver() has the commentary.
+                                gate = job.gate
+                                gate.acquire()
+                                if job.withdrawn:
+                                    gate.release()
+                                    if debug_enabled():
+                                        log.debug("job_abandoned", worker=self.index, completed=ok)
+                                else:
+                                    self.completed += 1
+                                    job.result = outcome
+                                    job.state = DONE
+                                    gate.release()
+                                    job.waker.wake()  # type: ignore[union-attr]
+                            else:
+                                following = offer()
+                                deliver(job, ok, outcome)
+                            # Keep nothing of the finished call alive while parked.
+                            job = outcome = None
+                            if following is None:
+                                # The common case of _await_job(), inlined: parked,
+                                # wait to be handed a job.
+                                core = self.core
+                                while True:
+                                    following = self.job
+                                    if following is not None:
+                                        self.parks_on_lock = False  # handed over
+                                        break
+                                    if self.retiring or core.summoned is self:
+                                        break
+                                    try:  # noqa: SIM105 - suppress() costs a frame
+                                        self.waker.wait_forever()
+                                    except InterruptedError:
+                                        pass  # a signal arrived (see _waker)
+                                if following is None:
+                                    following = await_job()
+                            job = following
+                            if job is None:
+                                break  # retired
                         else:
-                            self.completed += 1
-                            job.result = outcome
-                            job.state = DONE
-                            gate.release()
-                            job.waker.wake()  # type: ignore[union-attr]
-                    else:
-                        following = offer()
-                        deliver(job, ok, outcome)
-                    # Keep nothing of the finished call alive while parked.
-                    job = outcome = None
-                    if following is None:
-                        # The common case of _await_job(), inlined: parked,
-                        # wait to be handed a job.
-                        core = self.core
-                        while True:
-                            following = self.job
-                            if following is not None:
-                                self.parks_on_lock = False  # handed over
-                                break
-                            if self.retiring or core.summoned is self:
-                                break
-                            try:  # noqa: SIM105 - suppress() costs a frame
-                                self.waker.wait_forever()
-                            except InterruptedError:
-                                pass  # a signal arrived (see _waker)
-                        if following is None:
-                            following = await_job()
-                    job = following
-                    if job is None:
-                        break  # retired
-                else:
-                    deliver(job, ok, outcome)
-                    self.job = job = outcome = None
+                            deliver(job, ok, outcome)
+                            self.job = job = outcome = None
+                    break  # retired
+                except BaseException as exc:
+                    served = self.completed + self.failed
+                    again = served == served_at_failure
+                    served_at_failure = served
+                    resume = self._recover(exc, job, ok, outcome, leaving=again)
+                    if again:
+                        break
         finally:
             self.core.worker_exited(self)
+
+    def _recover(
+        self, exc: BaseException, job: Job | None, ok: bool, outcome: Any, *, leaving: bool
+    ) -> Job | None:
+        """
+        After tunnypy's own code failed in this worker's loop: deliver, repair, log.
+
+        *job*, when not ``None``, has run (or was skipped, withdrawn) and may
+        not be delivered yet: its outcome is delivered now. Then
+        ``Core.repair`` takes the worker off the idle stack and passes on a
+        summons it held. Returns a job the worker took but never started, for
+        it to run next; with *leaving*, the worker retires and that job goes
+        back in line (or ends, see ``Core.repair``). Logging comes last: a
+        logging handler that raises may be what failed.
+
+        Not guaranteed: that the failure left nothing else inconsistent; only
+        the states above are repaired.
+        """
+        try:
+            if job is not None:
+                future = job.future
+                if future is not None:
+                    if not future.done():
+                        self._deliver(job, ok, outcome)
+                elif job.state < DONE and not job.withdrawn:
+                    # A withdrawn job has nothing to deliver; its delivery
+                    # only logs, which may be what failed.
+                    self._deliver(job, ok, outcome)
+        finally:
+            held = self.core.repair(self, job, exc, leaving=leaving)
+        try:  # noqa: SIM105 - the except says why
+            log.error("worker_failed", worker=self.index, leaving=leaving, exc_info=exc)
+        except BaseException:
+            pass  # a broken logging setup must not undo the recovery
+        return held
 
     def _block_until_ready(self, ready: Callable[[], None]) -> None:
         try:
@@ -199,8 +264,28 @@ class WorkerWrapper:
                         core.nested_waiting -= 1
                         job.nested = None
                     future = job.future
-                    if future is not None and not future.set_running_or_notify_cancel():
-                        continue  # cancelled while in line
+                    if future is not None:
+                        # Its caller may have resolved the future itself
+                        # (set_result(), set_exception()) or marked it running
+                        # while it waited: set_running_or_notify_cancel() then
+                        # logs CRITICAL and raises, which once killed this
+                        # worker. Such a job is not run, and is counted as
+                        # cancelled. ``_state`` only moves forward: read
+                        # unlocked, and the except covers a change since.
+                        try:
+                            if future._state in _TAKEN_BY_CALLER:
+                                raise RuntimeError
+                            if not future.set_running_or_notify_cancel():
+                                continue  # cancelled while in line: cancel() counts it
+                        except RuntimeError:
+                            job.state = DONE
+                            core.cancelled += 1
+                            continue
+                        except BaseException:
+                            # Not taken (memory ran out, say): back at the head
+                            # of the line, and the failure is handled in _run.
+                            line.appendleft(job)
+                            raise
                     job.state = RUNNING
                     job.wrapper = self
                     self.job = job
@@ -286,6 +371,19 @@ class WorkerWrapper:
                 else:
                     self.failed += 1
                     future.set_exception(outcome)
+            except InvalidStateError:
+                # Its caller resolved the future itself while the job ran
+                # (a done-callback's Exception never gets here: Future logs
+                # it). The outcome has nowhere to go: the call ended as the
+                # caller chose, and counts as cancelled, not completed.
+                if ok:
+                    self.completed -= 1
+                else:
+                    self.failed -= 1
+                with self.core.lock:
+                    self.core.cancelled += 1
+                if debug_enabled():
+                    log.debug("job_abandoned", worker=self.index, completed=ok)
             except BaseException:
                 # Future runs done-callbacks and logs their Exceptions, but a
                 # SystemExit or KeyboardInterrupt from one would end this
