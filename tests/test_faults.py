@@ -738,6 +738,22 @@ def parked_failing(
     return fake
 
 
+def handed_over_as_it_closes(pool: tunnypy.Pool[str, str], *, failed_already: bool) -> Call:
+    """
+    Hand the parked worker a call, close the pool while the worker holds it unstarted, then let
+    its wake-up fail. Returns the call.
+    """
+    fake = parked_failing(pool, failed_already=failed_already, fail_next=1)
+    fake.proceed.clear()
+    try:
+        call = Call(pool.process_timed, "second", WAIT)
+        assert fake.woken.wait(WAIT)  # handed over; the worker holds it, not started
+        assert pool.close(wait=False) is False
+    finally:
+        fake.proceed.set()
+    return call
+
+
 def fail_once_after_a_summons(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Make the next worker taking a future on a summons raise just after; ``[False]`` once done."""
     real_offer = WorkerWrapper._offer
@@ -817,15 +833,9 @@ class TestOwnCodeFails:
         ran: list[str] = []
         pool = tunnypy.Pool.from_func(1, recording(ran))
         try:
-            fake = parked_failing(pool, failed_already=False, fail_next=1)
-            fake.proceed.clear()
-            call = Call(pool.process_timed, "second", WAIT)
-            assert fake.woken.wait(WAIT)  # handed over; the worker holds it, not started
-            assert pool.close(wait=False) is False
-            fake.proceed.set()
+            call = handed_over_as_it_closes(pool, failed_already=False)
             assert call.wait() == "second"
         finally:
-            fake.proceed.set()
             assert pool.close(timeout=WAIT)
         assert ran == ["second"]
         assert pool.stats().completed == 1
@@ -854,16 +864,10 @@ class TestOwnCodeFails:
         ran: list[str] = []
         pool = tunnypy.Pool.from_func(1, recording(ran))
         try:
-            fake = parked_failing(pool, failed_already=True, fail_next=1)
-            fake.proceed.clear()
-            call = Call(pool.process_timed, "second", WAIT)
-            assert fake.woken.wait(WAIT)
-            assert pool.close(wait=False) is False
-            fake.proceed.set()
+            call = handed_over_as_it_closes(pool, failed_already=True)
             with pytest.raises(tunnypy.PoolClosedError):
                 call.wait()
         finally:
-            fake.proceed.set()
             assert pool.close(timeout=WAIT)
         assert ran == []
         stats = pool.stats()

@@ -26,7 +26,6 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 import attrs
@@ -626,7 +625,7 @@ class Core:
         retires. Whoever should serve the line next is woken.
         """
         wake: list[Waker] = []
-        failing: Future[Any] | None = None
+        ending: Job | None = None  # fails with *error*, delivered like any failed job
         keep: Job | None = None
         failure = error or RuntimeError("a worker failed; this job may or may not have run")
         with self.lock:
@@ -645,17 +644,11 @@ class Core:
             ):
                 if not leaving and not may_have_run:
                     keep = wrapper.job = held
-                elif held.future is not None:
-                    failing = held.future
-                    wrapper.failed += 1
+                elif held.future is not None or may_have_run:
+                    ending = held
                 elif self.closed:  # no one will serve the line
                     held.state = REJECTED
                     self.rejected += 1
-                    wake.append(held.waker)  # type: ignore[arg-type]
-                elif may_have_run:
-                    held.error = failure
-                    held.state = DONE
-                    wrapper.failed += 1
                     wake.append(held.waker)  # type: ignore[arg-type]
                 else:
                     held.state = WAITING
@@ -674,11 +667,8 @@ class Core:
                 wake.append(following.waker)
         for waker in wake:
             waker.wake()
-        if failing is not None:
-            try:
-                failing.set_exception(failure)
-            except BaseException:  # a done-callback's SystemExit, as in WorkerWrapper._deliver
-                log.exception("callback_failed", worker=wrapper.index)
+        if ending is not None:
+            wrapper._deliver(ending, False, failure)
         return keep
 
     def worker_exited(self, wrapper: WorkerWrapper) -> None:

@@ -34,6 +34,7 @@ from concurrent.futures._base import (
     FINISHED,
     LOGGER,
     PENDING,
+    RUNNING,
 )
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +42,11 @@ if TYPE_CHECKING:
     from ._core import Core
     from ._job import Job
 
-__all__ = ["JobFuture"]
+__all__ = ["TAKEN_BY_CALLER", "JobFuture"]
 
 _ENDED = frozenset((CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED))
+TAKEN_BY_CALLER = frozenset((FINISHED, RUNNING))
+"""States in which a future still in the pool's line was resolved (or started) by its caller."""
 _LAYOUT = frozenset(
     ("_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks")
 )

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import InvalidStateError
-from concurrent.futures._base import FINISHED
-from concurrent.futures._base import RUNNING as FUTURE_RUNNING
 from typing import TYPE_CHECKING, Any
 
+from ._future import TAKEN_BY_CALLER
 from ._job import DONE, RUNNING, Job, set_current_wrapper
 from ._log import debug_enabled, log
 from ._waker import LockWaker, new_waker, yield_until_free
@@ -34,9 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["WorkerWrapper"]
 
 _NO_OP_READY = BaseWorker.block_until_ready
-# A future in line in one of these states was resolved (or started) by its
-# caller, not by this pool: see _offer().
-_TAKEN_BY_CALLER = frozenset((FINISHED, FUTURE_RUNNING))
 
 
 class WorkerWrapper:
@@ -273,19 +269,20 @@ class WorkerWrapper:
                         # cancelled. ``_state`` only moves forward: read
                         # unlocked, and the except covers a change since.
                         try:
-                            if future._state in _TAKEN_BY_CALLER:
-                                raise RuntimeError
-                            if not future.set_running_or_notify_cancel():
+                            taken = future._state in TAKEN_BY_CALLER
+                            if not taken and not future.set_running_or_notify_cancel():
                                 continue  # cancelled while in line: cancel() counts it
                         except RuntimeError:
-                            job.state = DONE
-                            core.cancelled += 1
-                            continue
+                            taken = True
                         except BaseException:
                             # Not taken (memory ran out, say): back at the head
                             # of the line, and the failure is handled in _run.
                             line.appendleft(job)
                             raise
+                        if taken:
+                            job.state = DONE
+                            core.cancelled += 1
+                            continue
                     job.state = RUNNING
                     job.wrapper = self
                     self.job = job
