@@ -15,7 +15,7 @@ from typing import Generic, TypeVar, final
 
 import attrs
 
-from ._log import log
+from ._log import debug_enabled, log, safe_repr
 
 __all__ = ["SingleFlight"]
 
@@ -94,8 +94,8 @@ class SingleFlight(Generic[K, R]):
             with self._lock:
                 del self._flights[key]
             flight.done.set()
-        if flight.followers:
-            log.debug("single_flight_shared", key=repr(key), followers=flight.followers)
+        if flight.followers and debug_enabled():
+            log.debug("single_flight_shared", key=safe_repr(key), followers=flight.followers)
         return _outcome(flight)
 
     def waiting(self, key: K) -> int:

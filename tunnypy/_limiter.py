@@ -17,7 +17,7 @@ from typing import Any, ParamSpec, TypeVar, cast, final
 
 import attrs
 
-from ._log import log
+from ._log import debug_enabled, log, safe_repr
 from ._pool import Pool
 from ._token import check_timeout
 
@@ -138,14 +138,15 @@ class Limiter:
         return future
 
     def _done(self, future: Future[object] | None) -> None:
-        if future is not None and not future.cancelled():
-            error = future.exception()
-            if error is not None:
-                log.debug("limiter_task_failed", error=repr(error))
         with self._cond:
             self._unfinished -= 1
             if not self._unfinished:
                 self._cond.notify_all()
+        # After the count: nothing in a log line can leave wait() waiting.
+        if future is not None and debug_enabled() and not future.cancelled():
+            error = future.exception()
+            if error is not None:
+                log.debug("limiter_task_failed", error=safe_repr(error))
 
     @property
     def size(self) -> int:
