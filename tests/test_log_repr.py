@@ -139,6 +139,14 @@ class TestSingleRunnerLogLine:
         assert record.exc_info is not None
         assert error is record.exc_info[1]
 
+    def test_repr_of_runner_survives_a_failing_repr_of_last_error(self) -> None:
+        """repr(runner) shows a stand-in for a last_error whose repr raises."""
+        with tunnypy.SingleRunner() as runner:
+            assert runner.run(HostileCallable(HostileError()))
+            assert runner.wait(WAIT)
+            expected = "<SingleRunner idle last_error=<HostileError object; repr() failed>>"
+            assert repr(runner) == expected
+
 
 class TestPoolLogLines:
     def test_failing_repr_in_a_worker_is_delivered_and_logged(

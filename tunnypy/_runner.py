@@ -186,4 +186,4 @@ class SingleRunner:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._running else "idle")
-        return f"<SingleRunner {state} last_error={self._last_error!r}>"
+        return f"<SingleRunner {state} last_error={safe_repr(self._last_error)}>"
