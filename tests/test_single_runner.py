@@ -183,3 +183,43 @@ class TestSingleRunner:
         assert repr(runner) == "<SingleRunner running last_error=None>"
         gate.release.set()
         assert runner.wait(WAIT)
+
+
+class TestSingleRunnerClose:
+    """close() checks its arguments before it changes anything; a closed runner raises."""
+
+    @pytest.mark.parametrize(
+        ("timeout", "error", "message"),
+        [
+            (-1, ValueError, r"^timeout must be a non-negative number.*\(got -1\)$"),
+            ("1", TypeError, r"^timeout must be a non-negative number.*\(got str '1'\)$"),
+        ],
+    )
+    def test_bad_timeout_changes_nothing(
+        self, runner: tunnypy.SingleRunner, timeout: object, error: type[Exception], message: str
+    ) -> None:
+        """close() with a bad timeout raises and leaves the runner open and working."""
+        with pytest.raises(error, match=message):
+            runner.close(timeout=timeout)  # type: ignore[arg-type]
+        assert repr(runner) == "<SingleRunner idle last_error=None>"
+        calls: list[int] = []
+        assert runner.run(calls.append, 1)
+        assert runner.wait(WAIT)
+        assert calls == [1]
+        assert runner.close(timeout=WAIT) is True
+
+    def test_run_raises_once_closed_while_a_function_runs(self) -> None:
+        """run() on a closed runner raises PoolClosedError, even while its last function runs."""
+        runner = tunnypy.SingleRunner()
+        gate = Gate()
+        assert runner.run(gate)
+        assert gate.started.wait(WAIT)
+        assert runner.close(wait=False) is False
+        try:
+            with pytest.raises(tunnypy.PoolClosedError, match=r"^runner is closed$"):
+                runner.run(lambda: None)
+        finally:
+            gate.release.set()
+            assert runner.close(timeout=WAIT) is True
+        with pytest.raises(tunnypy.PoolClosedError, match=r"^runner is closed$"):
+            runner.run(lambda: None)

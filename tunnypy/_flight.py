@@ -15,7 +15,8 @@ from typing import Generic, TypeVar, final
 
 import attrs
 
-from ._log import log
+from ._log import debug_enabled, log, safe_repr
+from .exceptions import PoolDeadlockError
 
 __all__ = ["SingleFlight"]
 
@@ -26,13 +27,14 @@ R = TypeVar("R")
 class _Flight(Generic[R]):
     """One call in progress: its outcome, once ``done`` is set."""
 
-    __slots__ = ("done", "error", "followers", "result")
+    __slots__ = ("done", "error", "followers", "leader", "result")
 
-    def __init__(self) -> None:
+    def __init__(self, leader: int) -> None:
         self.done = threading.Event()
         self.result: R | None = None
         self.error: BaseException | None = None
         self.followers = 0
+        self.leader = leader  # the leader's thread id: a do() from it would wait for itself
 
 
 @final
@@ -71,16 +73,25 @@ class SingleFlight(Generic[K, R]):
 
         Raises:
             TypeError: *fn* is not callable, or *key* is not hashable.
+            PoolDeadlockError: Called from the function of the flight for
+                *key*, in the leader's thread: it would wait for itself.
             BaseException: Whatever the flight's function raised.
         """
         if not callable(fn):
             msg = f"fn must be callable (got {type(fn).__name__})"
             raise TypeError(msg)
+        me = threading.get_ident()
         with self._lock:
             flight = self._flights.get(key)
             leader = flight is None
             if flight is None:
-                flight = self._flights[key] = _Flight()
+                flight = self._flights[key] = _Flight(me)
+            elif flight.leader == me:
+                msg = (
+                    "do() was called for a key whose flight this thread is running; "
+                    "it would wait for itself"
+                )
+                raise PoolDeadlockError(msg)
             else:
                 flight.followers += 1
         if not leader:
@@ -94,8 +105,8 @@ class SingleFlight(Generic[K, R]):
             with self._lock:
                 del self._flights[key]
             flight.done.set()
-        if flight.followers:
-            log.debug("single_flight_shared", key=repr(key), followers=flight.followers)
+        if flight.followers and debug_enabled():
+            log.debug("single_flight_shared", key=safe_repr(key), followers=flight.followers)
         return _outcome(flight)
 
     def waiting(self, key: K) -> int:

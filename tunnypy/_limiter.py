@@ -10,6 +10,7 @@ unfinished tasks, kept under a condition, gives ``wait()``.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -17,9 +18,12 @@ from typing import Any, ParamSpec, TypeVar, cast, final
 
 import attrs
 
-from ._log import log
+from ._job import current_wrapper
+from ._log import debug_enabled, log, safe_repr
 from ._pool import Pool
 from ._token import check_timeout
+from ._wrapper import WorkerWrapper
+from .exceptions import PoolDeadlockError
 
 __all__ = ["Limiter"]
 
@@ -30,7 +34,7 @@ R = TypeVar("R")
 class _Task:
     """One call: the function and its arguments, and whether a worker started it."""
 
-    __slots__ = ("args", "fn", "kwargs", "ran", "started")
+    __slots__ = ("args", "fn", "kwargs", "on_start", "ran", "started")
 
     def __init__(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -40,9 +44,14 @@ class _Task:
         self.kwargs = kwargs
         self.ran = False
         self.started = threading.Event()
+        # For a run() made by a task of the same limiter: ends that task's
+        # wait in the count of blocked slots, on the thread starting this one.
+        self.on_start: Callable[[], None] | None = None
 
     def __call__(self) -> Any:
         self.ran = True
+        if self.on_start is not None:
+            self.on_start()
         self.started.set()
         return self.fn(*self.args, **self.kwargs)
 
@@ -79,11 +88,15 @@ class Limiter:
     _pool: Pool[Callable[[], object], object]
     _cond: threading.Condition
     _unfinished: int
+    _blocked: set[WorkerWrapper]
 
     def __init__(self, size: int) -> None:
         self._pool = Pool.from_callback(size)
         self._cond = threading.Condition(threading.Lock())
         self._unfinished = 0
+        # Workers whose task waits in run() on this limiter for its own task
+        # to start; written under ``_cond``.
+        self._blocked = set()
 
     def run(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         """
@@ -96,9 +109,23 @@ class Limiter:
         Raises:
             TypeError: *fn* is not callable.
             PoolClosedError: The limiter was closed before the task started.
+            PoolDeadlockError: Called from a task of this limiter while every
+                other slot is held by a task itself waiting in ``run()`` here
+                (at size 1: any call from its task); it would never start.
         """
         _check_fn(fn)
         task = _Task(fn, args, kwargs)
+        wrapper = current_wrapper()
+        if wrapper is None or wrapper.core is not self._pool._core:
+            return self._run(task)
+        self._block(wrapper)
+        task.on_start = functools.partial(self._unblock, wrapper)
+        try:
+            return self._run(task)
+        finally:
+            self._unblock(wrapper)
+
+    def _run(self, task: _Task) -> Future[Any]:
         future = self._submit(task, wait=True)
         future.add_done_callback(lambda _: task.started.set())  # refused: stop waiting
         try:
@@ -108,7 +135,26 @@ class Limiter:
             raise
         if not task.ran:
             future.result()  # the pool refused it: raises PoolClosedError
-        return cast("Future[R]", future)
+        return future
+
+    def _block(self, wrapper: WorkerWrapper) -> None:
+        # A task waiting in run() holds its slot. Once every slot is held so,
+        # nothing can free one: refuse the call that would make it so. A
+        # retiring worker's slot is already given up, so its task may wait.
+        with self._cond:
+            if not wrapper.retiring:
+                held = 1 + sum(not w.retiring for w in self._blocked)
+                if held >= self._pool._core.active:
+                    msg = (
+                        "a task called run() on its own limiter while every slot is "
+                        "held by a task waiting in run(); it would never start"
+                    )
+                    raise PoolDeadlockError(msg)
+            self._blocked.add(wrapper)
+
+    def _unblock(self, wrapper: WorkerWrapper) -> None:
+        with self._cond:
+            self._blocked.discard(wrapper)
 
     def try_run(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         """
@@ -138,14 +184,15 @@ class Limiter:
         return future
 
     def _done(self, future: Future[object] | None) -> None:
-        if future is not None and not future.cancelled():
-            error = future.exception()
-            if error is not None:
-                log.debug("limiter_task_failed", error=repr(error))
         with self._cond:
             self._unfinished -= 1
             if not self._unfinished:
                 self._cond.notify_all()
+        # After the count: nothing in a log line can leave wait() waiting.
+        if future is not None and debug_enabled() and not future.cancelled():
+            error = future.exception()
+            if error is not None:
+                log.debug("limiter_task_failed", error=safe_repr(error))
 
     @property
     def size(self) -> int:

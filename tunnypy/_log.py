@@ -25,7 +25,7 @@ def _to_stdlib(
     # ``extra`` so a structured handler can still read them.
     exc_info = event_dict.pop("exc_info", None)
     event = str(event_dict.pop("event", ""))
-    parts = [event, *(f"{key}={value!r}" for key, value in event_dict.items())]
+    parts = [event, *(f"{key}={safe_repr(value)}" for key, value in event_dict.items())]
     return (" ".join(parts),), {"exc_info": exc_info, "extra": {"tunnypy": dict(event_dict)}}
 
 
@@ -34,6 +34,23 @@ log: structlog.stdlib.BoundLogger = structlog.wrap_logger(
     processors=[structlog.stdlib.filter_by_level, _to_stdlib],
     wrapper_class=structlog.stdlib.BoundLogger,
 )
+
+
+def safe_repr(value: object) -> str:
+    """
+    ``repr(value)``, or a stand-in naming its type if that raises.
+
+    For log lines about the user's objects: a failing ``__repr__`` must never
+    change the outcome of the call being logged.
+    """
+    try:
+        return repr(value)
+    except Exception:
+        pass
+    try:
+        return f"<{type(value).__qualname__} object; repr() failed>"
+    except Exception:
+        return "<object; repr() failed>"
 
 
 def debug_enabled() -> bool:

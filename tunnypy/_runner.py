@@ -20,7 +20,7 @@ from typing import Any, ParamSpec, final
 
 import attrs
 
-from ._log import log
+from ._log import log, safe_repr
 from ._pool import Pool
 from ._token import check_timeout
 from .exceptions import PoolClosedError
@@ -31,7 +31,13 @@ P = ParamSpec("P")
 
 
 def _name(fn: Callable[..., object]) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
+    # Any callable may come here (a partial's repr shows its arguments): a
+    # failing attribute or repr must not cost the log line.
+    try:
+        name = getattr(fn, "__qualname__", None)
+    except Exception:
+        name = None
+    return name if isinstance(name, str) and name else safe_repr(fn)
 
 
 @final
@@ -80,12 +86,15 @@ class SingleRunner:
 
         Raises:
             TypeError: *fn* is not callable.
-            PoolClosedError: The runner was closed.
+            PoolClosedError: The runner was closed (even if its last
+                function still runs).
         """
         if not callable(fn):
             msg = f"fn must be callable (got {type(fn).__name__})"
             raise TypeError(msg)
-        if self._running:  # the cheap refusal, as in the article; rechecked below
+        # The cheap refusal, as in the article; rechecked below. A closed
+        # runner raises even while its last function still runs.
+        if self._running and not self._closed:
             return False
         with self._cond:
             if self._closed:
@@ -158,7 +167,13 @@ class SingleRunner:
         Returns:
             Whether the thread had ended when it returned (always ``True``
             with *wait* and no *timeout*).
+
+        Raises:
+            TypeError, ValueError: *timeout* is not a non-negative number;
+                nothing changed.
         """
+        if timeout is not None:
+            check_timeout(timeout, "timeout")  # before anything changes
         with self._cond:
             self._closed = True
         return self._pool.close(wait=wait, timeout=timeout)
@@ -171,4 +186,4 @@ class SingleRunner:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._running else "idle")
-        return f"<SingleRunner {state} last_error={self._last_error!r}>"
+        return f"<SingleRunner {state} last_error={safe_repr(self._last_error)}>"

@@ -44,4 +44,11 @@ class PoolBusyError(TunnypyError, RuntimeError):
 
 
 class PoolDeadlockError(TunnypyError, RuntimeError):
-    """A job called its own pool while every worker was waiting on that same pool."""
+    """
+    A call would wait forever for itself.
+
+    A job called its own pool while every worker was waiting on that same
+    pool; a :class:`Limiter` task called ``run()`` while every slot was held
+    by a task waiting in ``run()``; or a :class:`SingleFlight` function called
+    ``do()`` on its own key.
+    """
