@@ -134,7 +134,8 @@ class Pool(Generic[P, R]):
 
         Waits, first come first served, while every worker is busy. An
         exception raised by the job is re-raised here with its traceback; the
-        worker stays in service.
+        worker stays in service. Once it has returned, or raised the job's
+        exception, the pool holds nothing of *payload*.
 
         Raises:
             PoolClosedError: The pool was closed before a worker took the job.
@@ -233,6 +234,7 @@ class Pool(Generic[P, R]):
             job.context = NO_CONTEXT
             tls.spare = job
             return result  # type: ignore[no-any-return]
+        del payload  # not kept by this frame in the traceback of the job's error
         return core.outcome(job)  # type: ignore[no-any-return]
 
     def process_timed(self, payload: P, timeout: float) -> R:
@@ -300,6 +302,7 @@ class Pool(Generic[P, R]):
             job.empty()
             tls.spare = job
             return result  # type: ignore[no-any-return]
+        del payload  # as in process()
         return core.outcome(job)  # type: ignore[no-any-return]
 
     def process_ctx(self, payload: P, token: CancelToken) -> R:
@@ -327,6 +330,7 @@ class Pool(Generic[P, R]):
             core.count_refused(TIMED_OUT)
             raise JobTimedOutError("token's deadline had already passed")
         job = Job(payload, _copy_context(), None)
+        del payload  # as in process()
         waker = job.waker = job.default_waker()
         token._register(waker)
         try:
@@ -341,6 +345,7 @@ class Pool(Generic[P, R]):
         The request waits in the same line as blocking callers. Cancelling the
         future while it waits removes it from the line; a started job cannot
         be cancelled through its future. Usable with ``asyncio.wrap_future``.
+        A done future keeps its result or exception, and nothing of *payload*.
 
         Raises:
             PoolClosedError: The pool is closed.
@@ -359,6 +364,7 @@ class Pool(Generic[P, R]):
         if core.check is not None:
             core.check(payload)
         job = Job(payload, _copy_context(), None)
+        del payload  # as in process()
         job.waker = job.default_waker()
         return core.call(job, None, None, wait=False)  # type: ignore[no-any-return]
 
