@@ -66,6 +66,12 @@ class Pool(Generic[P, R]):
         TypeError, ValueError: *size* or *max_waiting* is not a non-negative int.
         Exception: Whatever the factory raised; no worker is left running.
 
+    A pool dropped without :meth:`close` is closed when it is collected, but
+    one that its own workers, factory or function reference (a job calling
+    its own pool through a closure) is never collected: its threads keep it
+    reachable. Close such a pool, or let the job reach it through a weak
+    reference.
+
     Not guaranteed: threads cannot be killed. A job that outlives its caller's
     deadline runs on until it checks :func:`interrupted` or returns, and its
     worker is out of rotation until then.
