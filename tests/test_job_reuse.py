@@ -1,11 +1,13 @@
-"""A calling thread reuses the job of its last call, and no call keeps what it handed over alive."""
+"""
+A calling thread reuses the job of its last call, emptied.
+
+When a call lets go of its payload and result: tests/test_payload_release.py.
+"""
 
 from __future__ import annotations
 
-import gc
 import signal
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +20,7 @@ from tunnypy._job import NO_CONTEXT, Job
 
 
 class Box:
-    """A payload or result that a weak reference can watch."""
+    """A payload or result."""
 
     def __init__(self, value: int) -> None:
         self.value = value
@@ -30,35 +32,6 @@ def spare() -> Job | None:
 
 def box_plus_one(box: Box) -> Box:
     return Box(box.value + 1)
-
-
-CALLS: dict[str, Callable[[tunnypy.Pool[Box, Box], Box], Box]] = {
-    "process": lambda pool, box: pool.process(box),
-    "process_timed": lambda pool, box: pool.process_timed(box, WAIT),
-    "process_ctx": lambda pool, box: pool.process_ctx(box, tunnypy.CancelToken(timeout=WAIT)),
-    "try_process": lambda pool, box: pool.try_process(box),
-    "submit": lambda pool, box: pool.submit(box).result(WAIT),
-}
-
-
-class TestNothingKeptAlive:
-    @pytest.mark.parametrize("kind", sorted(CALLS))
-    def test_a_returned_call_keeps_neither_payload_nor_result(self, kind: str) -> None:
-        """Once the caller drops them, payload and result are freed: the pool holds neither."""
-        with tunnypy.Pool.from_func(2, box_plus_one) as pool:
-            payload = Box(1)
-            result = CALLS[kind](pool, payload)
-            assert result.value == 2
-            gone = weakref.ref(payload), weakref.ref(result)
-            del payload, result
-
-            def freed() -> bool:
-                # The worker lets go of its locals just after it wakes the
-                # caller, so give it the GIL until it has.
-                gc.collect()
-                return all(ref() is None for ref in gone)
-
-            wait_for(freed, "the payload and result to be freed")
 
 
 class TestReuse:

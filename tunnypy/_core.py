@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from ._job import DONE, REJECTED, RUNNING, WAITING, Job, current_wrapper, worker_tls
+from ._job import DONE, NO_CONTEXT, REJECTED, RUNNING, WAITING, Job, current_wrapper, worker_tls
 from ._log import debug_enabled, log
 from ._token import CancelToken
 from ._waker import Waker, cpus_usable, yield_until_free
@@ -332,13 +332,22 @@ class Core:
         assert waker is not None
         while job.state < DONE:  # a withdraw that lost: the outcome is on its way
             waker.wait()
+        # The call ends here: the job, which this frame and the caller's keep
+        # in any traceback raised below, must hold nothing of it.
+        job.payload = None
+        job.context = NO_CONTEXT
         if job.state == REJECTED:
             raise PoolClosedError(self.closed_reason)
         error = job.error
         if error is not None:
-            job.error = None  # no cycle through the traceback
-            raise error
-        return job.result
+            job.error = None
+            try:
+                raise error
+            finally:
+                del error  # else this frame, in error's traceback, holds error: a cycle
+        result = job.result
+        job.result = None
+        return result
 
     def withdraw(self, job: Job, reason: str) -> bool:
         """
@@ -404,6 +413,7 @@ class Core:
                 return  # already counted
             self.cancelled += 1
             job.state = DONE
+            job.let_go()  # it never runs: a worker that popped it skips it
             if state == WAITING:
                 try:
                     self.line.remove(job)
@@ -741,6 +751,7 @@ class Core:
                         ):
                             # A callback's Exception is logged by Future; its
                             # SystemExit, or Ctrl-C, restarts the pass below.
+                            job.let_go()
                             future.set_exception(PoolClosedError(self.closed_reason))
                     told = True
                 except BaseException as exc:  # a callback's SystemExit, or Ctrl-C

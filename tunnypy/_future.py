@@ -103,7 +103,9 @@ class JobFuture(Future[Any]):
     """A future that leaves the pool's line when cancelled there (private)."""
 
     _tunnypy_core: Core
-    _tunnypy_job: Job
+    # Needed only while the job may be in line; dropped once the call ends
+    # (Job.let_go), so a done future keeps its result and not the job.
+    _tunnypy_job: Job | None
 
     def __init__(self, core: Core) -> None:
         self._tunnypy_core = core
@@ -135,5 +137,7 @@ class JobFuture(Future[Any]):
     def cancel(self) -> bool:
         if not super().cancel():
             return False
-        self._tunnypy_core.cancel_future(self._tunnypy_job)
+        job = self._tunnypy_job
+        if job is not None:  # else a cancel() before this one has counted it
+            self._tunnypy_core.cancel_future(job)
         return True

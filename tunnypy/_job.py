@@ -129,6 +129,20 @@ class Job:
         """The calling thread's eventfd waker or, when none can be had, this job's own lock."""
         return caller_waker() or self.own_waker()
 
+    def let_go(self) -> None:
+        """
+        Drop what the call handed over, and its future's link back to this job.
+
+        For a call that has ended, or never will run: the payload and the
+        caller's context are freed with their last outside reference, and a
+        finished future (which keeps its result) does not keep this job.
+        """
+        self.payload = None
+        self.context = NO_CONTEXT
+        future = self.future
+        if future is not None:
+            future._tunnypy_job = None  # type: ignore[attr-defined]
+
     def empty(self) -> None:
         """Drop what the finished call handed over, so a spare job keeps nothing alive."""
         self.payload = self.result = self.wrapper = None

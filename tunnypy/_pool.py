@@ -66,6 +66,12 @@ class Pool(Generic[P, R]):
         TypeError, ValueError: *size* or *max_waiting* is not a non-negative int.
         Exception: Whatever the factory raised; no worker is left running.
 
+    A pool dropped without :meth:`close` is closed when it is collected, but
+    one that its own workers, factory or function reference (a job calling
+    its own pool through a closure) is never collected: its threads keep it
+    reachable. Close such a pool, or let the job reach it through a weak
+    reference.
+
     Not guaranteed: threads cannot be killed. A job that outlives its caller's
     deadline runs on until it checks :func:`interrupted` or returns, and its
     worker is out of rotation until then.
@@ -134,7 +140,8 @@ class Pool(Generic[P, R]):
 
         Waits, first come first served, while every worker is busy. An
         exception raised by the job is re-raised here with its traceback; the
-        worker stays in service.
+        worker stays in service. Once it has returned, or raised the job's
+        exception, the pool holds nothing of *payload*.
 
         Raises:
             PoolClosedError: The pool was closed before a worker took the job.
@@ -233,6 +240,7 @@ class Pool(Generic[P, R]):
             job.context = NO_CONTEXT
             tls.spare = job
             return result  # type: ignore[no-any-return]
+        del payload  # not kept by this frame in the traceback of the job's error
         return core.outcome(job)  # type: ignore[no-any-return]
 
     def process_timed(self, payload: P, timeout: float) -> R:
@@ -300,6 +308,7 @@ class Pool(Generic[P, R]):
             job.empty()
             tls.spare = job
             return result  # type: ignore[no-any-return]
+        del payload  # as in process()
         return core.outcome(job)  # type: ignore[no-any-return]
 
     def process_ctx(self, payload: P, token: CancelToken) -> R:
@@ -327,6 +336,7 @@ class Pool(Generic[P, R]):
             core.count_refused(TIMED_OUT)
             raise JobTimedOutError("token's deadline had already passed")
         job = Job(payload, _copy_context(), None)
+        del payload  # as in process()
         waker = job.waker = job.default_waker()
         token._register(waker)
         try:
@@ -341,6 +351,7 @@ class Pool(Generic[P, R]):
         The request waits in the same line as blocking callers. Cancelling the
         future while it waits removes it from the line; a started job cannot
         be cancelled through its future. Usable with ``asyncio.wrap_future``.
+        A done future keeps its result or exception, and nothing of *payload*.
 
         Raises:
             PoolClosedError: The pool is closed.
@@ -359,6 +370,7 @@ class Pool(Generic[P, R]):
         if core.check is not None:
             core.check(payload)
         job = Job(payload, _copy_context(), None)
+        del payload  # as in process()
         job.waker = job.default_waker()
         return core.call(job, None, None, wait=False)  # type: ignore[no-any-return]
 

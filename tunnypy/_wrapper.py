@@ -281,6 +281,7 @@ class WorkerWrapper:
                             raise
                         if taken:
                             job.state = DONE
+                            job.let_go()
                             core.cancelled += 1
                             continue
                     job.state = RUNNING
@@ -361,6 +362,9 @@ class WorkerWrapper:
         """Hand *outcome* to the job's caller, unless the caller gave up on it."""
         future = job.future
         if future is not None:
+            # Before the future is done: whoever it wakes finds the payload
+            # freed, and the future will not keep the job.
+            job.let_go()
             try:
                 if ok:
                     self.completed += 1
