@@ -34,7 +34,7 @@ from ._job import DONE, REJECTED, RUNNING, WAITING, Job, current_wrapper, worker
 from ._log import debug_enabled, log
 from ._token import CancelToken
 from ._waker import Waker, cpus_usable, yield_until_free
-from ._worker import Worker
+from ._worker import Worker, check_worker
 from ._wrapper import WorkerWrapper
 from .exceptions import (
     JobCancelledError,
@@ -380,7 +380,9 @@ class Core:
                 # Still holding the gate: the worker cannot finish this job,
                 # nor start another, until interrupt() has returned.
                 try:
-                    wrapper.worker.interrupt()
+                    interrupt = getattr(wrapper.worker, "interrupt", None)
+                    if interrupt is not None:  # a missing hook is a no-op
+                        interrupt()
                 except Exception:
                     log.exception("interrupt_failed", worker=wrapper.index)
             return True
@@ -454,7 +456,9 @@ class Core:
         made: list[Worker[Any, Any]] = []
         try:
             for _ in range(count):
-                made.append(self.factory())
+                worker = self.factory()
+                made.append(worker)  # terminated below if it is refused
+                check_worker(worker)
         except BaseException:
             for worker in made:
                 _terminate_quietly(worker, -1)
@@ -816,7 +820,9 @@ class Core:
 
 def _terminate_quietly(worker: Worker[Any, Any], index: int) -> None:
     try:
-        worker.terminate()
+        terminate = getattr(worker, "terminate", None)
+        if terminate is not None:  # a missing hook is a no-op
+            terminate()
     except BaseException:  # SystemExit too: it must not end a worker thread noisily
         log.exception("terminate_failed", worker=index)
 

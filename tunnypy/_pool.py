@@ -58,12 +58,17 @@ class Pool(Generic[P, R]):
     Args:
         size: How many workers to start.
         worker_factory: Called once per worker, from the thread that grows the
-            pool; returns that worker's :class:`Worker`.
+            pool; returns that worker's :class:`Worker`: an object with a
+            callable ``process()``, whose other methods may be missing.
         max_waiting: Refuse callers beyond this many in line with
             :class:`PoolBusyError` instead of queueing them; ``None`` for no limit.
 
     Raises:
         TypeError, ValueError: *size* or *max_waiting* is not a non-negative int.
+        TypeError: The factory returned an object without a callable
+            ``process()``, or with a ``block_until_ready``, ``interrupt`` or
+            ``terminate`` that is not callable; the workers already made are
+            terminated and no worker is left running.
         Exception: Whatever the factory raised; no worker is left running.
 
     Not guaranteed: threads cannot be killed. A job that outlives its caller's
@@ -408,6 +413,8 @@ class Pool(Generic[P, R]):
         Raises:
             PoolClosedError: The pool is closed.
             TypeError, ValueError: *size* or *timeout* is invalid; nothing changed.
+            TypeError: The factory returned something that is not a worker
+                (see :class:`Pool`); the pool keeps its previous size.
             Exception: The factory raised while growing; the pool keeps its
                 previous size.
         """
