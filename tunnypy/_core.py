@@ -894,10 +894,18 @@ def _after_fork_in_child() -> None:
     for core in list(live_cores):
         core.closed = True
         core.closed_reason = "pool cannot be used in a forked child process"
+        # Read as a closed pool reads: no target, no worker, no one in line.
+        core.size = 0
+        core.active = 0
+        core.nested_waiting = 0
         core.idle.clear()
         core.line.clear()
         core.summoned = None
+        for wrapper in core.workers:  # their jobs done so far stay counted
+            core.completed += wrapper.completed
+            core.failed += wrapper.failed
         core.workers.clear()
+        core.joining.clear()
         core.to_wake.clear()
         core.refused.clear()
         core.lock = _thread.allocate_lock()
