@@ -403,8 +403,12 @@ class Pool(Generic[P, R]):
 
         Growing starts the new workers, which serve waiting callers at once.
         Shrinking retires idle workers first and never hands a retiring worker
-        a new job; busy ones retire when their job ends. Returns at once
-        unless *wait*, which waits (up to *timeout*) for retired workers to end.
+        a new job; busy ones retire when their job ends. :attr:`size` reads
+        the new target as soon as the call begins. A shrink returns at once,
+        even while another thread's growth is calling the factory; a growth
+        calls the factory on this thread, after a growth in progress in
+        another thread has finished. Returns then, unless *wait*, which waits
+        (up to *timeout*) for retired workers to end.
 
         Returns:
             ``False`` only if *wait* and *timeout* passed before every retired
