@@ -533,7 +533,10 @@ class Core:
                     self.active += 1
                     wrappers.append(wrapper)
             while len(made) > len(wrappers):  # those the target no longer wants
-                _terminate_quietly(made.pop(), -1)
+                # Off the list only once terminated: Ctrl-C lands at a call,
+                # and the undo below terminates what is still listed.
+                _terminate_quietly(made[-1], -1)
+                del made[-1]
             for starting in wrappers:
                 starting.thread.start()
             starting = None
