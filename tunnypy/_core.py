@@ -34,7 +34,7 @@ from ._job import DONE, NO_CONTEXT, REJECTED, RUNNING, WAITING, Job, current_wra
 from ._log import debug_enabled, log
 from ._token import CancelToken
 from ._waker import Waker, cpus_usable, yield_until_free
-from ._worker import Worker
+from ._worker import Worker, check_worker
 from ._wrapper import WorkerWrapper
 from .exceptions import (
     JobCancelledError,
@@ -106,6 +106,11 @@ class Core:
         self.idle: list[WorkerWrapper] = []
         self.workers: dict[WorkerWrapper, None] = {}
         self.size = 0
+        # set_size calls made, and the targets of those whose growth may yet
+        # fail, after the last to end well: a failed growth falls back to the
+        # target before its own (see _fall_back_locked).
+        self.resizes = 0
+        self.targets: list[tuple[int, int]] = [(0, 0)]
         self.active = 0
         self.closed = False
         self.closed_reason = "pool is closed"
@@ -389,7 +394,9 @@ class Core:
                 # Still holding the gate: the worker cannot finish this job,
                 # nor start another, until interrupt() has returned.
                 try:
-                    wrapper.worker.interrupt()
+                    interrupt = getattr(wrapper.worker, "interrupt", None)
+                    if interrupt is not None:  # a missing hook is a no-op
+                        interrupt()
                 except Exception:
                     log.exception("interrupt_failed", worker=wrapper.index)
             return True
@@ -438,39 +445,86 @@ class Core:
 
     def set_size(self, size: int, wait: bool, timeout: float | None) -> bool:
         deadline = None if timeout is None else _monotonic() + timeout
-        with self.resize_lock:
+        # The target and a shrink take effect at once; only a growth, which
+        # calls the factory, waits for a growth in another thread to finish.
+        with self.lock:
+            if self.closed:
+                raise PoolClosedError(self.closed_reason)
+            previous = self.size
+            self.size = size
+            self.resizes += 1
+            ticket = self.resizes
+            self.targets.append((ticket, size))
+            current = self.active
+        if size < current:
+            self._shrink()
+        if size > current:
+            with self.resize_lock:
+                self._grow(ticket)
+        else:
             with self.lock:
-                if self.closed:
-                    raise PoolClosedError(self.closed_reason)
-                previous = self.size
-                current = self.active
-                self.size = size
-            if size > current:
-                self._grow(size - current, previous)
-            elif size < current:
-                self._shrink(current - size)
+                self._settle_locked(ticket)
         log.info("pool_resized", size=size, previous=previous)
         if wait:
             # Wait for every retiring worker, including those retired by an
             # earlier call, so that the pool really is at *size* afterwards.
             with self.lock:
                 retirees = [w for w in self.workers if w.retiring]
+            if any(wrapper.thread.ident is None for wrapper in retirees):
+                # Retired while a growth in another thread was starting it:
+                # let that growth start it first (see close()).
+                if not self.resize_lock.acquire(
+                    timeout=-1 if deadline is None else max(0.0, deadline - _monotonic())
+                ):
+                    return False
+                self.resize_lock.release()
             return _join(self, retirees, deadline)
         return True
 
-    def _grow(self, count: int, previous: int) -> None:
+    def _settle_locked(self, ticket: int) -> None:
+        # Call *ticket* ended well: no earlier target is fallen back to.
+        targets = self.targets
+        for index, (made, _) in enumerate(targets):
+            if made == ticket:
+                del targets[:index]
+                return
+
+    def _fall_back_locked(self, ticket: int) -> None:
+        # The growth of call *ticket* failed. If no later call set a target,
+        # go back to the target before it (that of an earlier call still
+        # growing, or the last to end well).
+        if self.closed:
+            return  # close() has set the size to 0 for good
+        targets = self.targets
+        for index, (made, _) in enumerate(targets):
+            if made == ticket:
+                if index == 0:
+                    return  # it ended well (see _settle_locked)
+                del targets[index]
+                if index == len(targets):
+                    self.size = targets[-1][1]
+                return
+
+    def _grow(self, ticket: int) -> None:
+        # As many workers as the target still lacks: a shrink, or a growth
+        # in another thread, may have come since this call began.
+        with self.lock:
+            if self.closed:
+                raise PoolClosedError(self.closed_reason)
+            count = self.size - self.active
         # Make every worker before starting any thread, so a factory that
         # raises leaves the pool as it was.
         made: list[Worker[Any, Any]] = []
         try:
             for _ in range(count):
-                made.append(self.factory())
+                worker = self.factory()
+                made.append(worker)  # terminated below if it is refused
+                check_worker(worker)
         except BaseException:
             for worker in made:
                 _terminate_quietly(worker, -1)
             with self.lock:
-                if not self.closed:  # close() has set it to 0 for good
-                    self.size = previous
+                self._fall_back_locked(ticket)
             raise
         # Ctrl-C can land wherever CPython checks for signals (see _shrink):
         # each wrapper is listed and counted by stores and one last call, and
@@ -481,20 +535,28 @@ class Core:
             with self.lock:
                 if self.closed:  # close() raced us: the new workers never existed
                     raise PoolClosedError(self.closed_reason)
-                for worker in made:
+                # A shrink during the factory calls may want fewer.
+                for worker in made[: max(0, self.size - self.active)]:
                     wrapper = WorkerWrapper(self, worker, self.next_index)
                     self.next_index += 1
                     self.workers[wrapper] = None
                     self.active += 1
                     wrappers.append(wrapper)
+            while len(made) > len(wrappers):  # those the target no longer wants
+                # Off the list only once terminated: Ctrl-C lands at a call,
+                # and the undo below terminates what is still listed.
+                _terminate_quietly(made[-1], -1)
+                del made[-1]
             for starting in wrappers:
                 starting.thread.start()
             starting = None
         except BaseException as exc:
             # Out of threads, Ctrl-C or closed meanwhile: undo the workers not
             # started, retire the others.
-            self._undo_grow(made, wrappers, starting, exc, previous)
+            self._undo_grow(made, wrappers, starting, exc, ticket)
             raise
+        with self.lock:
+            self._settle_locked(ticket)
 
     def _undo_grow(
         self,
@@ -502,7 +564,7 @@ class Core:
         wrappers: list[WorkerWrapper],
         starting: WorkerWrapper | None,
         exc: BaseException,
-        previous: int,
+        ticket: int,
     ) -> None:
         started: list[WorkerWrapper] = []
         unstarted: list[WorkerWrapper] = []
@@ -519,7 +581,8 @@ class Core:
         with self.lock:
             for wrapper in unstarted:
                 del self.workers[wrapper]
-            self.active -= len(unstarted)
+                if not wrapper.retiring:  # else a shrink has counted it
+                    self.active -= 1
         # Every worker made and never run: those of the wrappers not started,
         # and any Ctrl-C left without a wrapper.
         for worker in made[len(wrappers) :]:
@@ -528,10 +591,9 @@ class Core:
             _terminate_quietly(wrapper.worker, wrapper.index)
         self._retire(started)
         with self.lock:
-            if not self.closed:
-                self.size = previous
+            self._fall_back_locked(ticket)
 
-    def _shrink(self, count: int) -> None:
+    def _shrink(self) -> None:
         # Ctrl-C can land wherever CPython checks for signals: as a function
         # is entered, at a loop's back edge, after a call returns. The loops
         # only mark workers retiring and count them, a store and a count at
@@ -542,6 +604,8 @@ class Core:
         stranded: Waker | None = None
         try:
             with self.lock:
+                # Down to the latest target: another call may have set one since.
+                count = max(0, self.active - self.size)
                 idle = self.idle
                 to_wake = self.to_wake
                 # Idle workers first, the least recently used (bottom of the
@@ -827,7 +891,9 @@ class Core:
 
 def _terminate_quietly(worker: Worker[Any, Any], index: int) -> None:
     try:
-        worker.terminate()
+        terminate = getattr(worker, "terminate", None)
+        if terminate is not None:  # a missing hook is a no-op
+            terminate()
     except BaseException:  # SystemExit too: it must not end a worker thread noisily
         log.exception("terminate_failed", worker=index)
 
@@ -899,10 +965,18 @@ def _after_fork_in_child() -> None:
     for core in list(live_cores):
         core.closed = True
         core.closed_reason = "pool cannot be used in a forked child process"
+        # Read as a closed pool reads: no target, no worker, no one in line.
+        core.size = 0
+        core.active = 0
+        core.nested_waiting = 0
         core.idle.clear()
         core.line.clear()
         core.summoned = None
+        for wrapper in core.workers:  # their jobs done so far stay counted
+            core.completed += wrapper.completed
+            core.failed += wrapper.failed
         core.workers.clear()
+        core.joining.clear()
         core.to_wake.clear()
         core.refused.clear()
         core.lock = _thread.allocate_lock()

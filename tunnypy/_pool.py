@@ -58,12 +58,17 @@ class Pool(Generic[P, R]):
     Args:
         size: How many workers to start.
         worker_factory: Called once per worker, from the thread that grows the
-            pool; returns that worker's :class:`Worker`.
+            pool; returns that worker's :class:`Worker`: an object with a
+            callable ``process()``, whose other methods may be missing.
         max_waiting: Refuse callers beyond this many in line with
             :class:`PoolBusyError` instead of queueing them; ``None`` for no limit.
 
     Raises:
         TypeError, ValueError: *size* or *max_waiting* is not a non-negative int.
+        TypeError: The factory returned an object without a callable
+            ``process()``, or with a ``block_until_ready``, ``interrupt`` or
+            ``terminate`` that is not callable; the workers already made are
+            terminated and no worker is left running.
         Exception: Whatever the factory raised; no worker is left running.
 
     A pool dropped without :meth:`close` is closed when it is collected, but
@@ -410,8 +415,12 @@ class Pool(Generic[P, R]):
 
         Growing starts the new workers, which serve waiting callers at once.
         Shrinking retires idle workers first and never hands a retiring worker
-        a new job; busy ones retire when their job ends. Returns at once
-        unless *wait*, which waits (up to *timeout*) for retired workers to end.
+        a new job; busy ones retire when their job ends. :attr:`size` reads
+        the new target as soon as the call begins. A shrink returns at once,
+        even while another thread's growth is calling the factory; a growth
+        calls the factory on this thread, after a growth in progress in
+        another thread has finished. Returns then, unless *wait*, which waits
+        (up to *timeout*) for retired workers to end.
 
         Returns:
             ``False`` only if *wait* and *timeout* passed before every retired
@@ -420,6 +429,8 @@ class Pool(Generic[P, R]):
         Raises:
             PoolClosedError: The pool is closed.
             TypeError, ValueError: *size* or *timeout* is invalid; nothing changed.
+            TypeError: The factory returned something that is not a worker
+                (see :class:`Pool`); the pool keeps its previous size.
             Exception: The factory raised while growing; the pool keeps its
                 previous size.
         """

@@ -6,7 +6,7 @@ import abc
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["BaseWorker", "CallbackWorker", "FuncWorker", "Worker"]
+__all__ = ["BaseWorker", "CallbackWorker", "FuncWorker", "Worker", "check_worker"]
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -19,8 +19,11 @@ class Worker(Protocol[P_contra, R_co]):
     """
     What a pool runs: one object per worker thread, made by the pool's factory.
 
-    The pool calls every method from the worker's own thread, except
-    ``interrupt()``, which the giving-up caller's thread calls.
+    Only ``process()`` is required; a missing ``block_until_ready()``,
+    ``interrupt()`` or ``terminate()`` is a no-op. The pool calls every method
+    from the worker's own thread, except ``interrupt()``, which the giving-up
+    caller's thread calls, and ``terminate()`` of a worker whose thread never
+    started, which the thread that grew the pool calls.
     """
 
     def process(self, payload: P_contra) -> R_co:
@@ -46,7 +49,12 @@ class Worker(Protocol[P_contra, R_co]):
         ...
 
     def terminate(self) -> None:
-        """Release the worker's resources; called once, from its thread, as it stops."""
+        """
+        Release the worker's resources; called once, from its thread, as it stops.
+
+        A worker whose thread never started (the growth that made it was
+        undone) is terminated from the thread that grew the pool.
+        """
         ...
 
 
@@ -85,3 +93,38 @@ class CallbackWorker(BaseWorker[Callable[[], object], object]):
 
     def process(self, payload: Callable[[], object]) -> object:
         return payload()
+
+
+_MISSING = object()
+
+
+def check_worker(worker: object) -> None:
+    """
+    Refuse what a worker factory returned unless a pool can run it.
+
+    ``process`` must be callable; ``block_until_ready``, ``interrupt`` and
+    ``terminate`` must be callable or absent (a no-op).
+
+    Raises:
+        TypeError: Naming the type that arrived and what it lacks.
+    """
+    found = getattr(worker, "process", _MISSING)
+    if not callable(found):
+        what = "which has no process" if found is _MISSING else f"whose process is {_kind(found)}"
+        msg = (
+            "worker_factory must return a worker with a callable process() "
+            f"(got {_kind(worker)}, {what})"
+        )
+        raise TypeError(msg)
+    for name in ("block_until_ready", "interrupt", "terminate"):
+        found = getattr(worker, name, _MISSING)
+        if found is not _MISSING and not callable(found):
+            msg = (
+                f"worker_factory must return a worker whose {name} is callable or absent "
+                f"(got {_kind(worker)}, whose {name} is {_kind(found)})"
+            )
+            raise TypeError(msg)
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__

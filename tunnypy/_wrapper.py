@@ -80,25 +80,28 @@ class WorkerWrapper:
         )
 
     def _run(self) -> None:
-        worker = self.worker
-        ready = worker.block_until_ready
-        # A worker whose block_until_ready is BaseWorker's no-op is ready again
-        # the moment its job returns, so it offers itself *before* delivering
-        # the outcome: the caller it wakes finds it free (``try_process``
-        # right after ``process`` succeeds) and the hot path skips a frame.
-        # Not for a future, whose done-callbacks set_result() runs: see below.
-        eager = getattr(type(worker), "block_until_ready", None) is _NO_OP_READY
-        process = worker.process
-        offer = self._offer
-        deliver = self._deliver
-        await_job = self._await_job
-        set_current_wrapper(self)
-        if debug_enabled():
-            try:  # noqa: SIM105 - the except says why
-                log.debug("worker_started", worker=self.index)
-            except BaseException:
-                pass  # a logging handler that raises must not keep a worker from serving
         try:
+            worker = self.worker
+            # Looked up on the instance, once, as the thread starts: a hook set
+            # in __init__ counts, one set later in process() does not.
+            ready: Any = getattr(worker, "block_until_ready", None)
+            # A worker whose block_until_ready is BaseWorker's no-op (or
+            # missing) is ready again the moment its job returns, so it offers
+            # itself *before* delivering the outcome: the caller it wakes finds
+            # it free (``try_process`` right after ``process`` succeeds) and the
+            # hot path skips a frame. Not for a future, whose done-callbacks
+            # set_result() runs: see below.
+            eager = ready is None or getattr(ready, "__func__", None) is _NO_OP_READY
+            process = worker.process
+            offer = self._offer
+            deliver = self._deliver
+            await_job = self._await_job
+            set_current_wrapper(self)
+            if debug_enabled():
+                try:  # noqa: SIM105 - the except says why
+                    log.debug("worker_started", worker=self.index)
+                except BaseException:
+                    pass  # a logging handler that raises must not keep a worker from serving
             # A failure of tunnypy's own code in this loop (memory exhausted,
             # a logging handler that raises, a bug) once ended the thread: the
             # job it held was never delivered and the pool ran a worker short
