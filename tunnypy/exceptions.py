@@ -44,4 +44,4 @@ class PoolBusyError(TunnypyError, RuntimeError):
 
 
 class PoolDeadlockError(TunnypyError, RuntimeError):
-    """A job called its own pool while every worker was waiting on that same pool."""
+    """A job called its own pool while every other worker was waiting on that same pool."""
