@@ -299,7 +299,7 @@ class Core:
                     break  # not waiting on this pool (the length bound: never loop)
                 path.append(worker)
                 job = entry[0]
-                if job.withdrawn or job.state >= DONE:
+                if job.nested is not worker or job.withdrawn or job.state >= DONE:
                     break  # its call is ending
                 if job.state == WAITING:
                     end = job  # in line
