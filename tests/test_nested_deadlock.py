@@ -6,6 +6,7 @@ import gc
 import threading
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -316,3 +317,35 @@ class TestNothingKept:
             wait_for(lambda: gc.collect() >= 0 and ref() is None, "the payload to be freed")
         finally:
             assert pool.close(timeout=WAIT)
+
+
+class TestSubmit:
+    """submit never blocks, so it never raises PoolDeadlockError, and the docs say so."""
+
+    def test_a_chain_as_deep_as_the_pool_may_still_submit(self) -> None:
+        """At the end of a chain that holds every worker, submit queues the job; it runs later."""
+        holder: list[NestedPool] = []
+
+        def job(level: int) -> object:
+            if level == 0:
+                return holder[0].process(1)
+            if level == 1:
+                return holder[0].submit(2)  # both workers are held: it waits in line
+            return "leaf"
+
+        pool = tunnypy.Pool.from_func(2, job)
+        holder.append(pool)
+        try:
+            future = Call(pool.process, 0).wait()
+            assert future.result(WAIT) == "leaf"
+            assert pool.stats().rejected == 0
+        finally:
+            assert pool.close(timeout=WAIT)
+
+    def test_the_api_reference_does_not_list_it_for_submit(self) -> None:
+        """docs/api.md's Raises list for Pool.submit names only what submit raises."""
+        api = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
+        section = api.split("### Pool.submit\n", 1)[1].split("\n### ", 1)[0]
+        raises = section.split("Raises:\n", 1)[1].split("\n\n", 1)[0]
+        assert "PoolClosedError" in raises
+        assert "PoolDeadlockError" not in raises
