@@ -339,7 +339,9 @@ class TestCtrlCJustAfterTheJobGotIn:
             busy = pool.submit(blocker)
             assert blocker.started.wait(WAIT)
 
-            def interrupted_dispatch(job: object, *, wait: bool = True) -> None:
+            def interrupted_dispatch(
+                job: object, *, wait: bool = True, call: str = "process"
+            ) -> None:
                 raise KeyboardInterrupt  # as if Ctrl-C landed as dispatch() began
 
             monkeypatch.setattr(core, "dispatch", interrupted_dispatch)

@@ -114,7 +114,10 @@ class Core:
         self.active = 0
         self.closed = False
         self.closed_reason = "pool is closed"
-        self.nested_waiting = 0
+        # Each worker whose thread waits in a call on this pool (a job calling
+        # its own pool), with that call's job and name, from the moment the
+        # call joins the line until it ends, wherever its job then runs.
+        self.nested: dict[WorkerWrapper, tuple[Job, str]] = {}
         # The parked worker taken off ``idle`` to serve the line that has not
         # yet answered (see WorkerWrapper._await_job); at most one.
         self.summoned: WorkerWrapper | None = None
@@ -149,7 +152,7 @@ class Core:
 
     # -- dispatch -----------------------------------------------------------
 
-    def dispatch(self, job: Job, *, wait: bool = True) -> None:
+    def dispatch(self, job: Job, *, wait: bool = True, call: str = "process") -> None:
         """
         Start *job* on a parked worker, or put it in line; refuse it if closed.
 
@@ -165,7 +168,8 @@ class Core:
         the submitter and its workers would take turns job by job.
 
         ``Pool.process`` inlines the hand-over and the joining of the line;
-        a change here must be made there too.
+        a change here must be made there too. *call* names the method that
+        made the call, for a ``PoolDeadlockError``.
         """
         # Callers may be the main thread, where Ctrl-C raises wherever the
         # interpreter checks for signals (calls, not indexing or stores):
@@ -195,14 +199,14 @@ class Core:
                     # No worker is free for this job (the one on its way
                     # serves the first job in line, the parked ones the
                     # next): it waits its turn, or is refused.
-                    self._enqueue_locked(job, wait)
+                    self._enqueue_locked(job, wait, call)
                     return
                 # A worker is free for it: on its way, or parked and about to
                 # be summoned along the chain. A job's call on its own pool is
-                # counted (not checked: it would be served), since a shrink
+                # recorded (not checked: it would be served), since a shrink
                 # may retire that free worker (see _unstrand_locked).
                 if job.future is None and worker_tls.wrapper is not None:
-                    self._count_nested(job, check=False)
+                    self._count_nested(job, call, check=False)
                 self.line.append(job)
         finally:
             if wrapper is not None:
@@ -217,7 +221,7 @@ class Core:
                     wrapper.waker.wake()
                     raise
 
-    def _enqueue_locked(self, job: Job, wait: bool) -> None:
+    def _enqueue_locked(self, job: Job, wait: bool, call: str) -> None:
         if self.closed:
             self.rejected += 1
             raise PoolClosedError(self.closed_reason)
@@ -230,79 +234,149 @@ class Core:
             raise PoolBusyError(msg)
         # A future never blocks its caller; only a worker thread can be a job.
         if job.future is None and worker_tls.wrapper is not None:
-            self._count_nested(job, check=True)
+            self._count_nested(job, call, check=True)
         self.line.append(job)
 
-    def _count_nested(self, job: Job, *, check: bool) -> None:
-        # A job that calls its own pool waits for a worker while holding one.
-        # When every active worker does that, nothing can ever free one: with
-        # *check*, refuse the call that would make it so. A retiring worker's
-        # job is not counted: it holds no active worker.
+    def _count_nested(self, job: Job, call: str, *, check: bool) -> None:
+        # A job that calls its own pool holds its worker until that call
+        # ends, while the call waits in line and while it runs on another
+        # worker. Record it until then (forget_nested); with *check*, refuse a
+        # call that joins the line when no active worker could ever serve it.
+        # A retiring worker's call is recorded too: an active worker's call
+        # may be running on it (see _stuck_locked).
         current = worker_tls.wrapper
-        if current is None or current.core is not self or current.retiring:
+        if current is None or current.core is not self:
             return
-        if check and self.nested_waiting + 1 >= self.active:
+        job.nested = current
+        nested = self.nested
+        nested[current] = (job, call)
+        if check and 0 < self.active <= len(nested) and self._stuck_locked() is not None:
+            del nested[current]
+            job.nested = None
             self.rejected += 1
             msg = (
-                "a job called process() on its own pool while every worker is "
+                f"a job called {call}() on its own pool while every worker is "
                 "waiting on that pool; this would never return"
             )
             raise PoolDeadlockError(msg)
-        job.nested = current
-        self.nested_waiting += 1
+
+    def forget_nested(self, job: Job) -> None:
+        """The call of *job*, which a worker of this pool made from its job, has ended."""
+        with self.lock:
+            caller = job.nested
+            if caller is not None:
+                job.nested = None
+                entry = self.nested.get(caller)
+                if entry is not None and entry[0] is job:
+                    del self.nested[caller]
+
+    def _stuck_locked(self) -> set[Job] | None:
+        """
+        Under the lock: the calls in line that every active worker waits on, if none can move.
+
+        A worker in ``nested`` waits for its call, which either waits in
+        line or runs on another worker, which may itself wait on the pool,
+        and so on. Followed, that chain ends in line or at a worker that
+        does not wait on this pool: its job can still return, and free every
+        worker before it. If every active worker's chain ends in line, no
+        worker will ever take a job from it: those calls are returned.
+        Otherwise ``None``. See docs/design.md, "Deadlock check".
+        """
+        nested = self.nested
+        active = self.active
+        if not 0 < active <= len(nested):
+            return None  # some active worker waits on nothing here
+        ends: dict[WorkerWrapper, Job | None] = {}  # where each chain ends; None: it can move
+        stuck: set[Job] = set()
+        waiting = 0
+        for start in nested:
+            if start.retiring:
+                continue  # holds no active worker; walked only as part of a chain
+            path: list[WorkerWrapper] = []
+            worker: WorkerWrapper | None = start
+            end: Job | None = None
+            while worker is not None:
+                if worker in ends:
+                    end = ends[worker]
+                    break
+                entry = nested.get(worker)
+                if entry is None or len(path) > len(nested):
+                    break  # not waiting on this pool (the length bound: never loop)
+                path.append(worker)
+                job = entry[0]
+                if job.nested is not worker or job.withdrawn or job.state >= DONE:
+                    break  # its call is ending
+                if job.state == WAITING:
+                    end = job  # in line
+                    break
+                following = job.wrapper  # running there
+                worker = following if following is not None and following.job is job else None
+            for walked in path:
+                ends[walked] = end
+            if end is None:
+                return None
+            stuck.add(end)
+            waiting += 1
+        return stuck if waiting == active else None
 
     def _unstrand_locked(self) -> Waker | None:
         """
-        After workers retired: re-count the nested calls, and end one if none can be served.
+        After workers retired: end one call on the pool's own line if none can be served.
 
-        Under the lock. A retired worker's job waiting on its own pool no
-        longer holds an active worker, so it stops counting. If every worker
-        left is then waiting on its own pool, nothing will ever serve the
-        line: the newest nested call fails with ``PoolDeadlockError`` (as if
-        it had just been made), which frees its worker. Returns that call's
-        waker, for the caller to wake once the lock is released.
+        Under the lock. A retired worker no longer serves the line. If every
+        worker left then waits on its own pool, directly or through the calls
+        it waits for (see _stuck_locked), nothing will ever serve the line:
+        the newest such call fails with ``PoolDeadlockError`` (as if it had
+        just been made), which frees its worker. Returns that call's waker,
+        for the caller to wake once the lock is released.
         """
-        if not self.nested_waiting:
+        if not self.nested:
+            return None
+        stuck = self._stuck_locked()
+        if stuck is None:
             return None
         line = self.line
-        for job in line:
-            caller = job.nested
-            if caller is not None and caller.retiring:
-                job.nested = None
-                self.nested_waiting -= 1
-        if not 0 < self.active <= self.nested_waiting:
-            return None
-        error = PoolDeadlockError(
-            "a resize left every worker waiting on its own pool from inside a job; "
-            "this call would never return"
-        )
         index = len(line) - 1
-        while index >= 0 and line[index].nested is None:
+        while index >= 0 and line[index] not in stuck:
             index -= 1
         if index < 0:
-            return None  # every counted call is in line: not reached
+            return None  # every stuck call is in line: not reached
         newest = line[index]
+        entry = self.nested.get(newest.nested) if newest.nested is not None else None
+        call = entry[1] if entry is not None else "process"
+        error = PoolDeadlockError(
+            f"a resize left every worker waiting on its own pool; this {call}() "
+            "from inside a job would never return"
+        )
         # No call from here to the return: Ctrl-C (in a set_size() on the
         # main thread) cannot land between taking the call out of line and
-        # ending it.
+        # ending it. Its caller forgets it (forget_nested) when it wakes.
         del line[index]
-        newest.nested = None
-        self.nested_waiting -= 1
         self.rejected += 1
         newest.error = error
         newest.state = DONE
         return newest.waker
 
     def call(
-        self, job: Job, deadline: float | None, token: CancelToken | None, *, wait: bool = True
+        self,
+        job: Job,
+        deadline: float | None,
+        token: CancelToken | None,
+        *,
+        wait: bool = True,
+        call: str = "process",
     ) -> Any:
-        """Dispatch *job*, wait for it and return its result, or raise what ended the call."""
+        """
+        Dispatch *job*, wait for it and return its result, or raise what ended the call.
+
+        *call* names the method that made the call, for a ``PoolDeadlockError``.
+        """
         waker = job.waker
         assert waker is not None
         reason: str | None = None
         try:
             # Inside the try: Ctrl-C may land just after dispatch() returns.
-            self.dispatch(job, wait=wait)
+            self.dispatch(job, wait=wait, call=call)
             if deadline is None and token is None:
                 while job.state < DONE:
                     waker.wait()
@@ -330,6 +404,8 @@ class Core:
             if reason == TIMED_OUT:
                 raise JobTimedOutError("job did not finish before its deadline")
             raise JobCancelledError("job was cancelled by its token")
+        if job.nested is not None:  # withdraw() forgets it where it ends the call
+            self.forget_nested(job)
         return self.outcome(job)
 
     def outcome(self, job: Job) -> Any:
@@ -380,9 +456,6 @@ class Core:
                         # before it joined the line. A call made is counted
                         # all the same. Refusals never come here.
                         pass
-                    if job.nested is not None:  # set just before it joins the line
-                        self.nested_waiting -= 1
-                        job.nested = None
                 else:
                     wrapper = job.wrapper
                 job.withdrawn = True
@@ -402,6 +475,8 @@ class Core:
             return True
         finally:
             gate.release()
+            if job.nested is not None:  # a job's call on its own pool: it waits no more
+                self.forget_nested(job)
 
     def cancel_future(self, job: Job) -> None:
         """
@@ -426,9 +501,6 @@ class Core:
                     self.line.remove(job)
                 except ValueError:
                     return  # a worker popped it and will skip it
-                if job.nested is not None:
-                    self.nested_waiting -= 1
-                    job.nested = None
 
     def count_refused(self, reason: str) -> None:
         """Count a call refused at entry; a closed pool's refusal comes first."""
@@ -728,9 +800,12 @@ class Core:
                     held.state = WAITING
                     held.wrapper = None
                     self.line.appendleft(held)
-            if leaving and not wrapper.retiring:
-                wrapper.retiring = True
-                self.active -= 1
+            if leaving:
+                if not wrapper.retiring:
+                    wrapper.retiring = True
+                    self.active -= 1
+                # Also when it was retiring already: a call it held may be
+                # back in line, waited on by active workers.
                 stranded = self._unstrand_locked()
                 if stranded is not None:
                     wake.append(stranded)
@@ -864,7 +939,8 @@ class Core:
             self.rejected += 1
             del line[0]
             refused.append(job)
-        self.nested_waiting = 0
+        # ``nested`` keeps its calls: each is now refused, and its caller
+        # forgets it as it wakes.
         parked = self.idle
         if parked:
             self.idle = []
@@ -968,13 +1044,13 @@ def _after_fork_in_child() -> None:
         # Read as a closed pool reads: no target, no worker, no one in line.
         core.size = 0
         core.active = 0
-        core.nested_waiting = 0
         core.idle.clear()
         core.line.clear()
         core.summoned = None
         for wrapper in core.workers:  # their jobs done so far stay counted
             core.completed += wrapper.completed
             core.failed += wrapper.failed
+        core.nested.clear()
         core.workers.clear()
         core.joining.clear()
         core.to_wake.clear()

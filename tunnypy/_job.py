@@ -87,8 +87,8 @@ class Job:
         self.result: Any = None
         self.error: BaseException | None = None
         self.wrapper: WorkerWrapper | None = None
-        # The worker whose job made this call, while the call waits in line
-        # and is counted in ``Core.nested_waiting``.
+        # The worker whose job made this call on its own pool, from when the
+        # call joins the line until it ends (see ``Core.nested``).
         self.nested: WorkerWrapper | None = None
         self.lock_waker: LockWaker | None = None
         # Set, under the gate, by a caller that gave up; never cleared (a

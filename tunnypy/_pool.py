@@ -150,7 +150,8 @@ class Pool(Generic[P, R]):
 
         Raises:
             PoolClosedError: The pool was closed before a worker took the job.
-            PoolDeadlockError: Called from a job while every worker waits on this pool.
+            PoolDeadlockError: Called from a job while every other worker waits
+                on this pool, directly or through the calls it waits for.
         """
         core = self._core
         if core.check is not None:
@@ -239,6 +240,8 @@ class Pool(Generic[P, R]):
         except BaseException:
             core.withdraw(job, CANCELLED)  # Ctrl-C: the caller gave up
             raise
+        if job.nested is not None:  # a job's call on its own pool (see Core._count_nested)
+            core.forget_nested(job)
         if job.error is None and job.state == DONE:
             result = job.result
             job.payload = job.result = job.wrapper = None  # Job.empty(), inlined
@@ -292,7 +295,7 @@ class Pool(Generic[P, R]):
         job.waker = waker
         try:
             # Inside the try: Ctrl-C may land just after dispatch() returns.
-            core.dispatch(job)
+            core.dispatch(job, call="process_timed")
             # Inline rather than Core.call(): this is the hot path.
             if job.state < DONE:
                 wait = waker.wait
@@ -308,6 +311,8 @@ class Pool(Generic[P, R]):
             raise
         if job.state < DONE and core.withdraw(job, TIMED_OUT):
             raise JobTimedOutError("job did not finish before its deadline")
+        if job.nested is not None:  # as in process()
+            core.forget_nested(job)
         if job.error is None and job.state == DONE:
             result = job.result
             job.empty()
@@ -345,7 +350,9 @@ class Pool(Generic[P, R]):
         waker = job.waker = job.default_waker()
         token._register(waker)
         try:
-            return core.call(job, token.deadline, token)  # type: ignore[no-any-return]
+            return core.call(  # type: ignore[no-any-return]
+                job, token.deadline, token, call="process_ctx"
+            )
         finally:
             token._unregister(waker)
 
@@ -377,7 +384,9 @@ class Pool(Generic[P, R]):
         job = Job(payload, _copy_context(), None)
         del payload  # as in process()
         job.waker = job.default_waker()
-        return core.call(job, None, None, wait=False)  # type: ignore[no-any-return]
+        return core.call(  # type: ignore[no-any-return]
+            job, None, None, wait=False, call="try_process"
+        )
 
     def try_submit(self, payload: P) -> Future[R]:
         """Like :meth:`submit`, but raise :class:`PoolBusyError` at once if no worker is free."""

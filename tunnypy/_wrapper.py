@@ -259,9 +259,6 @@ class WorkerWrapper:
                 line = core.line
                 while line:
                     job = line.popleft()
-                    if job.nested is not None:
-                        core.nested_waiting -= 1
-                        job.nested = None
                     future = job.future
                     if future is not None:
                         # Its caller may have resolved the future itself

@@ -47,8 +47,9 @@ class PoolDeadlockError(TunnypyError, RuntimeError):
     """
     A call would wait forever for itself.
 
-    A job called its own pool while every worker was waiting on that same
-    pool; a :class:`Limiter` task called ``run()`` while every slot was held
-    by a task waiting in ``run()``; or a :class:`SingleFlight` function called
+    A job called its own pool while every other worker was waiting on that
+    same pool, directly or through the calls it waited for; a
+    :class:`Limiter` task called ``run()`` while every slot was held by a
+    task waiting in ``run()``; or a :class:`SingleFlight` function called
     ``do()`` on its own key.
     """
