@@ -21,7 +21,15 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from . import __version__
-from ._probe import KINDS, diagnose, estimate, parse_size, read_limits, run_child
+from ._probe import (
+    KINDS,
+    ChildFailedError,
+    diagnose,
+    estimate,
+    parse_size,
+    read_limits,
+    run_child,
+)
 
 __all__ = ["main"]
 
@@ -239,7 +247,8 @@ def render(report: dict[str, Any]) -> str:
 
 
 def _limit_line(run: dict[str, Any]) -> str:
-    text = f"To the limit: started {run['started']:,} threads in {run['seconds']:.1f} s"
+    at_least = "at least " if run.get("lost") else ""
+    text = f"To the limit: started {at_least}{run['started']:,} threads in {run['seconds']:.1f} s"
     if run["stopped"] == "error":
         text += f", then {run['error']}"
         cause = run.get("likely_cause")
@@ -250,7 +259,12 @@ def _limit_line(run: dict[str, Any]) -> str:
         text += ", stopped at --time-limit without a failure"
     if run.get("estimate") is not None:
         text += f"; the estimate was {run['estimate']:,}"
-    text += ". All stopped." if run["stopped_all"] else ". Some threads did not stop in time."
+    if run.get("lost"):
+        text += ". Its threads ended with it."
+    elif run["stopped_all"]:
+        text += ". All stopped."
+    else:
+        text += ". Some threads did not stop in time."
     return text
 
 
@@ -473,23 +487,49 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
         }
         if args.to_the_limit:
             progress.begin(f"to the limit, {_stack_label(stacks[-1])} stack", args.max)
-            spec = {
-                "mode": "limit",
-                "max": args.max,
-                "time_limit": args.time_limit,
-                "stack_size": stacks[-1],
-                "rlimit_as": args.rlimit_as or None,
-            }
-            run = run_child(spec, progress.update, args.time_limit + 90)
+            run = _run_to_the_limit(args, stacks[-1], progress)
             progress.end()
             run["estimate"] = report["estimate"]
             run["likely_cause"] = (
                 diagnose(limits, run["state"], costs) if run["state"] is not None else None
             )
+            out_of_memory = run["lost"] or (run["error"] or "").startswith("MemoryError")
+            if run["likely_cause"] is None and args.rlimit_as and out_of_memory:
+                # Under an address-space limit the probe set, running out is that limit's doing.
+                run["likely_cause"] = "RLIMIT_AS"
             report["to_the_limit"] = run
     finally:
         progress.close()
     return report
+
+
+def _run_to_the_limit(args: argparse.Namespace, stack: int, progress: _Progress) -> dict[str, Any]:
+    """The run to the limit; a child that dies is a finding, reported like a failure."""
+    spec = {
+        "mode": "limit",
+        "max": args.max,
+        "time_limit": args.time_limit,
+        "stack_size": stack,
+        "rlimit_as": args.rlimit_as or None,
+    }
+    began = time.monotonic()
+    try:
+        run = run_child(spec, progress.update, args.time_limit + 90)
+    except ChildFailedError as exc:
+        return {
+            "started": exc.progress,
+            "stopped": "error",
+            "error": str(exc),
+            "state": None,
+            "seconds": time.monotonic() - began,
+            "stack_size": stack,
+            "rlimit_as": spec["rlimit_as"],
+            "samples": [],
+            "stopped_all": True,  # they ended with their process
+            "lost": True,
+        }
+    run["lost"] = False
+    return run
 
 
 def plot(report: dict[str, Any], path: str) -> None:
