@@ -6,7 +6,9 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,6 +149,39 @@ class TestBareSleepers:
     def test_stop_with_none_started_is_a_no_op(self) -> None:
         """Nothing started, nothing to stop."""
         assert _probe._BareSleepers(grace=1).stop(timeout=1)
+
+    def test_a_thread_that_dies_unrun_is_given_up_on(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A thread that ends before its body runs: start() raises after grace; the chain holds."""
+        sleepers = _probe._BareSleepers(grace=0.2)
+        sleepers.start()
+        monkeypatch.setattr(_probe, "_sleep_in_chain", lambda *_: None)
+        with pytest.raises(RuntimeError, match=r"^a new thread did not run within 0.2 s "):
+            sleepers.start()
+        monkeypatch.undo()
+        assert (sleepers.started, sleepers.gave_up) == (1, True)
+        sleepers.start()
+        assert sleepers.started == 2
+        assert sleepers.stop(timeout=10)
+
+    def test_a_thread_that_runs_late_stays_out(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A thread given up on that runs later finds its link taken and ends at once."""
+        late = threading.Event()
+        real = _probe._sleep_in_chain
+
+        def slow(*locks: Any) -> None:
+            late.wait(10)
+            real(*locks)
+
+        sleepers = _probe._BareSleepers(grace=0.2)
+        monkeypatch.setattr(_probe, "_sleep_in_chain", slow)
+        with pytest.raises(RuntimeError, match="did not run within"):
+            sleepers.start()
+        monkeypatch.undo()
+        sleepers.start()
+        late.set()
+        # stop() waits for every thread started here to end, the late one included.
+        assert sleepers.stop(timeout=10)
+        assert sleepers.started == 1
 
 
 class TestRunChild:

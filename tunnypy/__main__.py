@@ -493,7 +493,7 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
             run["likely_cause"] = (
                 diagnose(limits, run["state"], costs) if run["state"] is not None else None
             )
-            out_of_memory = run["lost"] or (run["error"] or "").startswith("MemoryError")
+            out_of_memory = run["lost"] or run["out_of_memory"]
             if run["likely_cause"] is None and args.rlimit_as and out_of_memory:
                 # Under an address-space limit the probe set, running out is that limit's doing.
                 run["likely_cause"] = "RLIMIT_AS"
@@ -526,6 +526,7 @@ def _run_to_the_limit(args: argparse.Namespace, stack: int, progress: _Progress)
             "rlimit_as": spec["rlimit_as"],
             "samples": [],
             "stopped_all": True,  # they ended with their process
+            "out_of_memory": False,
             "lost": True,
         }
     run["lost"] = False

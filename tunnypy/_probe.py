@@ -532,6 +532,7 @@ class _BareSleepers:
     def __init__(self, grace: float) -> None:
         self.started = 0
         self.grace = grace
+        self.gave_up = False  # on a thread that got its stack but did not run
         self._baseline = _thread._count()
         self._last: _thread.LockType | None = None
         self._done = _thread.allocate_lock()
@@ -543,6 +544,7 @@ class _BareSleepers:
 
         Raises:
             RuntimeError: The thread could not be started, or did not run within *grace*.
+            MemoryError: There was no memory to start it.
         """
         count = self.started + 1
         owner, ready, mine = (
@@ -553,9 +555,17 @@ class _BareSleepers:
         ready.acquire()
         mine.acquire()
         before = self._done if self._last is None else self._last
-        _thread.start_new_thread(_sleep_in_chain, (owner, ready, mine, before))
-        if not ready.acquire(timeout=self.grace):
+        error: MemoryError | None = None
+        try:
+            _thread.start_new_thread(_sleep_in_chain, (owner, ready, mine, before))
+        except MemoryError as exc:
+            # Raised after the thread was made, too: below settles whether one runs.
+            error = exc
+        if not ready.acquire(timeout=0 if error else self.grace):
             if owner.acquire(blocking=False):
+                if error:
+                    raise error
+                self.gave_up = True
                 msg = (
                     f"a new thread did not run within {self.grace:g} s "
                     "(no memory for its first Python frame?)"
@@ -744,6 +754,7 @@ def _to_the_limit(spec: dict[str, Any]) -> dict[str, Any]:
         "started": sleepers.started,
         "stopped": stopped,
         "error": None if failure is None else f"{type(failure).__name__}: {failure}",
+        "out_of_memory": isinstance(failure, MemoryError) or sleepers.gave_up,
         "state": state,
         "seconds": elapsed,
         "stack_size": spec["stack_size"],
