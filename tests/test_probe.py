@@ -147,12 +147,12 @@ class TestArguments:
     @pytest.mark.parametrize(
         ("args", "message"),
         [
-            (["--counts", "0"], "counts must be positive whole numbers separated by commas"),
-            (["--counts", "a,b"], "counts must be positive whole numbers separated by commas"),
-            (["--stack-size", "1K"], "stack size must be 0 (the default) or at least 32K"),
+            (["--counts", "0"], "counts must be whole numbers from 1 to 4194304 separated"),
+            (["--counts", "a,b"], "counts must be whole numbers from 1 to 4194304 separated"),
+            (["--stack-size", "1K"], "stack size must be 0 (the default) or from 32K to 1G"),
             (["--stack-size", "lots"], "size must be a whole number of bytes"),
-            (["--max", "-3"], "must be a positive int (got '-3')"),
-            (["--time-limit", "0"], "must be a positive float (got '0')"),
+            (["--max", "-3"], "must be a whole number from 1 to 4194304 (got '-3')"),
+            (["--time-limit", "0"], "must be a number of seconds above 0 and at most 86400"),
             (["--rlimit-as", "1K"], "address space must be at least 16M"),
         ],
     )
@@ -164,6 +164,73 @@ class TestArguments:
             main(["probe", *args])
         assert info.value.code == 2
         assert message in capsys.readouterr().err
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (
+                ["--time-limit", "nan"],
+                "argument --time-limit: must be a number of seconds above 0 "
+                "and at most 86400 (got 'nan')",
+            ),
+            (["--time-limit", "inf"], "(got 'inf')"),
+            (["--time-limit=-inf"], "(got '-inf')"),
+            (["--time-limit", "1e999"], "(got '1e999')"),
+            (["--time-limit", "86401"], "(got '86401')"),
+            (["--time-limit", "-1"], "(got '-1')"),
+            (
+                ["--max", "nan"],
+                "argument --max: must be a whole number from 1 to 4194304 (got 'nan')",
+            ),
+            (["--max", "4194305"], "argument --max: must be a whole number from 1 to 4194304"),
+            (
+                ["--max", "1" + "0" * 5000],
+                "argument --max: must be a whole number from 1 to 4194304",
+            ),
+            (
+                ["--counts", "10,4194305"],
+                "argument --counts: counts must be whole numbers from 1 "
+                "to 4194304 separated by commas (got '10,4194305')",
+            ),
+            (["--counts", "-1"], "(got '-1')"),
+            (
+                ["--stack-size", "2G"],
+                "argument --stack-size: stack size must be 0 (the default) "
+                "or from 32K to 1G (got '2G')",
+            ),
+            (["--stack-size=-256K"], "size must be a whole number of bytes"),
+            (
+                ["--rlimit-as", "9999999999G"],
+                "argument --rlimit-as: address space must be at least 16M and at most",
+            ),
+            (["--rlimit-as", "nan"], "size must be a whole number of bytes"),
+        ],
+    )
+    def test_edge_numbers_exit_2(
+        self, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """nan, infinities, negatives and numbers too big to mean anything are usage errors."""
+        with pytest.raises(SystemExit) as info:
+            build_parser().parse_args(["probe", *args])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("usage: tunnypy probe")
+        assert message in err
+
+    @pytest.mark.parametrize(
+        ("args", "field", "expected"),
+        [
+            (["--time-limit", "86400"], "time_limit", 86400.0),
+            (["--time-limit", "0.5"], "time_limit", 0.5),
+            (["--max", "4194304"], "max", 4194304),
+            (["--counts", "1,4194304"], "counts", [1, 4194304]),
+            (["--stack-size", "1G"], "stack_size", 1024**3),
+            (["--rlimit-as", "16M"], "rlimit_as", 16 * 1024**2),
+        ],
+    )
+    def test_edge_numbers_accepted(self, args: list[str], field: str, expected: object) -> None:
+        """The largest and smallest values allowed parse."""
+        assert expected == getattr(build_parser().parse_args(["probe", *args]), field)
 
     def test_defaults(self) -> None:
         """The default counts are 100, 1,000 and 10,000 at the default stack."""

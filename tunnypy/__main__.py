@@ -1,29 +1,51 @@
 """
 The ``tunnypy`` command: ``tunnypy probe`` (also ``python -m tunnypy probe``).
 
-Imports only the standard library at module level; rich (progress bar) and
-matplotlib (``--plot``) are optional and imported when used.
+At module level this imports the standard library and tunnypy itself (any
+``tunnypy.*`` import runs the package's ``__init__`` first, which loads attrs
+and structlog). rich (progress bar) and matplotlib (``--plot``) are optional
+extras, imported when used, so the command runs without them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import resource
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from . import __version__
-from ._probe import KINDS, diagnose, estimate, parse_size, read_limits, run_child
+from ._probe import (
+    KINDS,
+    ChildFailedError,
+    diagnose,
+    estimate,
+    parse_size,
+    read_limits,
+    run_child,
+)
 
 __all__ = ["main"]
 
+DESCRIPTION = (
+    "tunnypy's command line: 'tunnypy probe' (also 'python -m tunnypy probe') measures "
+    "how many threads this Python process can run."
+)
 DEFAULT_COUNTS = (100, 1_000, 10_000)
 MIN_STACK = 32 * 1024
 """``threading.stack_size`` refuses anything smaller."""
+MAX_STACK = 1024**3
+"""A larger thread stack is surely a typo; the default is 8 MiB."""
+MOST_THREADS = 4 * 1024 * 1024
+"""Linux's ``PID_MAX_LIMIT`` on 64-bit: no process can run more threads than this."""
+MAX_TIME_LIMIT = 86_400.0
+"""A day; a run to the ceiling takes seconds to minutes."""
 
 
 # -- progress -------------------------------------------------------------------
@@ -225,7 +247,8 @@ def render(report: dict[str, Any]) -> str:
 
 
 def _limit_line(run: dict[str, Any]) -> str:
-    text = f"To the limit: started {run['started']:,} threads in {run['seconds']:.1f} s"
+    at_least = "at least " if run.get("lost") else ""
+    text = f"To the limit: started {at_least}{run['started']:,} threads in {run['seconds']:.1f} s"
     if run["stopped"] == "error":
         text += f", then {run['error']}"
         cause = run.get("likely_cause")
@@ -236,7 +259,12 @@ def _limit_line(run: dict[str, Any]) -> str:
         text += ", stopped at --time-limit without a failure"
     if run.get("estimate") is not None:
         text += f"; the estimate was {run['estimate']:,}"
-    text += ". All stopped." if run["stopped_all"] else ". Some threads did not stop in time."
+    if run.get("lost"):
+        text += ". Its threads ended with it."
+    elif run["stopped_all"]:
+        text += ". All stopped."
+    else:
+        text += ". Some threads did not stop in time."
     return text
 
 
@@ -267,50 +295,70 @@ def _counts(text: str) -> list[int]:
         counts = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         counts = []
-    if not counts or any(count < 1 for count in counts):
-        msg = f"counts must be positive whole numbers separated by commas (got {text!r})"
+    if not counts or any(not 1 <= count <= MOST_THREADS for count in counts):
+        msg = (
+            f"counts must be whole numbers from 1 to {MOST_THREADS} separated by commas "
+            f"(got {text!r})"
+        )
         raise argparse.ArgumentTypeError(msg)
     return sorted(set(counts))
 
 
-def _stack(text: str) -> int:
+def _thread_count(text: str) -> int:
     try:
-        size = parse_size(text)
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MOST_THREADS:
+        msg = f"must be a whole number from 1 to {MOST_THREADS} (got {text!r})"
+        raise argparse.ArgumentTypeError(msg)
+    return count
+
+
+def _time_limit(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    # Written so that nan fails too.
+    if not 0 < seconds <= MAX_TIME_LIMIT:
+        msg = f"must be a number of seconds above 0 and at most {MAX_TIME_LIMIT:.0f} (got {text!r})"
+        raise argparse.ArgumentTypeError(msg)
+    return seconds
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    if 0 < size < MIN_STACK:
-        msg = f"stack size must be 0 (the default) or at least 32K (got {text!r})"
+
+
+def _stack(text: str) -> int:
+    size = _size(text)
+    if size and not MIN_STACK <= size <= MAX_STACK:
+        msg = f"stack size must be 0 (the default) or from 32K to 1G (got {text!r})"
         raise argparse.ArgumentTypeError(msg)
     return size
 
 
 def _address_space(text: str) -> int:
-    try:
-        size = parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if size < 2**24:
-        msg = f"address space must be at least 16M (got {text!r})"
+    size = _size(text)
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft == resource.RLIM_INFINITY:
+        # The most setrlimit() takes from Python.
+        most, ceiling = 2**63 - 1, "at most 2**63 - 1 bytes"
+    else:
+        most, ceiling = soft, f"at most the current RLIMIT_AS of {soft} bytes"
+    if not 2**24 <= size <= most:
+        msg = f"address space must be at least 16M and {ceiling} (got {text!r})"
         raise argparse.ArgumentTypeError(msg)
     return size
 
 
-def _positive(kind: type[int] | type[float]) -> Any:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = 0
-        if value <= 0:
-            msg = f"must be a positive {kind.__name__} (got {text!r})"
-            raise argparse.ArgumentTypeError(msg)
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tunnypy", description=__doc__.split("\n")[1])
+    parser = argparse.ArgumentParser(prog="tunnypy", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"tunnypy {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     probe = commands.add_parser(
         "probe",
@@ -325,15 +373,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--counts",
         type=_counts,
         default=list(DEFAULT_COUNTS),
-        help="thread counts to measure at (default: 100,1000,10000)",
+        help="thread counts to measure at, each from 1 to 4194304 (default: 100,1000,10000)",
     )
     probe.add_argument(
         "--stack-size",
         type=_stack,
         default=0,
         metavar="SIZE",
-        help="also measure at this thread stack size (e.g. 256K); it is used for the "
-        "estimate and --to-the-limit",
+        help="also measure at this thread stack size, from 32K to 1G (e.g. 256K); it is "
+        "used for the estimate and --to-the-limit",
     )
     probe.add_argument(
         "--to-the-limit",
@@ -342,22 +390,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     probe.add_argument(
         "--max",
-        type=_positive(int),
+        type=_thread_count,
         default=100_000,
-        help="most threads --to-the-limit starts (default: 100000)",
+        help="most threads --to-the-limit starts, at most 4194304 (default: 100000)",
     )
     probe.add_argument(
         "--time-limit",
-        type=_positive(float),
+        type=_time_limit,
         default=60.0,
-        help="seconds --to-the-limit may spend starting threads (default: 60)",
+        metavar="SECONDS",
+        help="seconds --to-the-limit may spend starting threads (default: 60, at most 86400)",
     )
     probe.add_argument(
         "--rlimit-as",
         type=_address_space,
         default=0,
         metavar="SIZE",
-        help="lower RLIMIT_AS (address space) for --to-the-limit, so it fails fast and safely",
+        help="lower RLIMIT_AS (address space) for --to-the-limit, at least 16M, so it "
+        "fails fast and safely",
     )
     probe.add_argument("--json", action="store_true", help="print JSON instead of tables")
     probe.add_argument("--plot", metavar="FILE.png", help="plot memory against thread count")
@@ -437,23 +487,50 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
         }
         if args.to_the_limit:
             progress.begin(f"to the limit, {_stack_label(stacks[-1])} stack", args.max)
-            spec = {
-                "mode": "limit",
-                "max": args.max,
-                "time_limit": args.time_limit,
-                "stack_size": stacks[-1],
-                "rlimit_as": args.rlimit_as or None,
-            }
-            run = run_child(spec, progress.update, args.time_limit + 90)
+            run = _run_to_the_limit(args, stacks[-1], progress)
             progress.end()
             run["estimate"] = report["estimate"]
             run["likely_cause"] = (
                 diagnose(limits, run["state"], costs) if run["state"] is not None else None
             )
+            out_of_memory = run["lost"] or run["out_of_memory"]
+            if run["likely_cause"] is None and args.rlimit_as and out_of_memory:
+                # Under an address-space limit the probe set, running out is that limit's doing.
+                run["likely_cause"] = "RLIMIT_AS"
             report["to_the_limit"] = run
     finally:
         progress.close()
     return report
+
+
+def _run_to_the_limit(args: argparse.Namespace, stack: int, progress: _Progress) -> dict[str, Any]:
+    """The run to the limit; a child that dies is a finding, reported like a failure."""
+    spec = {
+        "mode": "limit",
+        "max": args.max,
+        "time_limit": args.time_limit,
+        "stack_size": stack,
+        "rlimit_as": args.rlimit_as or None,
+    }
+    began = time.monotonic()
+    try:
+        run = run_child(spec, progress.update, args.time_limit + 90)
+    except ChildFailedError as exc:
+        return {
+            "started": exc.progress,
+            "stopped": "error",
+            "error": str(exc),
+            "state": None,
+            "seconds": time.monotonic() - began,
+            "stack_size": stack,
+            "rlimit_as": spec["rlimit_as"],
+            "samples": [],
+            "stopped_all": True,  # they ended with their process
+            "out_of_memory": False,
+            "lost": True,
+        }
+    run["lost"] = False
+    return run
 
 
 def plot(report: dict[str, Any], path: str) -> None:

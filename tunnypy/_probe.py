@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import functools
 import gc
 import json
 import os
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -34,6 +36,7 @@ from typing import Any
 
 __all__ = [
     "KINDS",
+    "ChildFailedError",
     "diagnose",
     "estimate",
     "parse_size",
@@ -46,6 +49,9 @@ KINDS = ("thread", "worker")
 
 UNLIMITED_CGROUP = 2**62
 """cgroup v1 reports "no limit" as a huge number (``PAGE_COUNTER_MAX`` pages); treat it as none."""
+
+START_GRACE = 2.0
+"""Seconds the run to the limit waits for a new thread to run before it gives up on it."""
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -392,6 +398,14 @@ def diagnose(
 # -- the children ---------------------------------------------------------------
 
 
+class ChildFailedError(RuntimeError):
+    """A probe subprocess ended without a result; *progress* is the last count it reported."""
+
+    def __init__(self, message: str, progress: int) -> None:
+        super().__init__(message)
+        self.progress = progress
+
+
 def run_child(
     spec: dict[str, Any], on_progress: Callable[[int], None], timeout: float
 ) -> dict[str, Any]:
@@ -399,36 +413,55 @@ def run_child(
     Run one measurement in a fresh interpreter and return its result.
 
     Raises:
-        RuntimeError: The child died or printed no result; the message says how.
+        ChildFailedError: The child died or printed no result; the message says how.
     """
     command = [sys.executable, "-m", "tunnypy._probe", json.dumps(spec)]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as child:
-        watchdog = threading.Timer(timeout, child.kill)
+    progress = 0
+    result: dict[str, Any] | None = None
+    # A file, not a pipe: a child writing much to stderr must not block until the watchdog.
+    with (
+        tempfile.TemporaryFile() as stderr,
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True) as child,
+    ):
+        fired = threading.Event()
+
+        def kill() -> None:
+            fired.set()
+            child.kill()
+
+        watchdog = threading.Timer(timeout, kill)
         watchdog.daemon = True
         watchdog.start()
-        result: dict[str, Any] | None = None
         try:
             assert child.stdout is not None
             for line in child.stdout:
                 kind, _, rest = line.partition(" ")
-                if kind == "progress":
-                    on_progress(int(rest))
-                elif kind == "result":
-                    result = json.loads(rest)
-            stderr = child.stderr.read() if child.stderr else ""
+                try:
+                    if kind == "progress":
+                        progress = int(rest)
+                        on_progress(progress)
+                    elif kind == "result":
+                        result = json.loads(rest)
+                except ValueError:  # a line cut short by the child's death
+                    continue
             code = child.wait()
         finally:
             watchdog.cancel()
             watchdog.join()
+        stderr.seek(0)
+        errors = stderr.read().decode(errors="replace")
     if result is None:
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
-        if code == -9:
-            how += " (the watchdog, or the OOM killer)"
-        tail = stderr.strip().splitlines()[-1:] or ["no output"]
+        if fired.is_set():
+            how = f"was killed by the watchdog after {timeout:.0f} s"
+        elif code < 0:
+            how = f"was killed by signal {-code}"
+            if code == -9:
+                how += " (the OOM killer?)"
+        else:
+            how = f"exited with {code}"
+        tail = errors.strip().splitlines()[-1:] or ["no output"]
         msg = f"probe subprocess {how}: {tail[0]}"
-        raise RuntimeError(msg)
+        raise ChildFailedError(msg, progress)
     return result
 
 
@@ -483,6 +516,94 @@ def _sleep(mine: _thread.LockType, before: _thread.LockType | None) -> None:
     mine.acquire()
     if before is not None:
         before.release()
+
+
+class _BareSleepers:
+    """
+    ``_Sleepers`` for the run to the limit: started with ``_thread``, with a bounded start.
+
+    At an address-space limit a new thread can get its stack but not the memory
+    for its first Python frame; it then dies before running, and
+    ``Thread.start()``, which waits for it to run, waits forever. Here the
+    starter waits *grace* seconds and then gives up on it, and whichever of the
+    two takes the thread's *owner* lock first decides whether it joins the chain.
+    """
+
+    def __init__(self, grace: float) -> None:
+        self.started = 0
+        self.grace = grace
+        self.gave_up = False  # on a thread that got its stack but did not run
+        self._baseline = _thread._count()
+        self._last: _thread.LockType | None = None
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+
+    def start(self) -> None:
+        """
+        Start one more and wait until it runs; raises, and adds nothing, if it cannot.
+
+        Raises:
+            RuntimeError: The thread could not be started, or did not run within *grace*.
+            MemoryError: There was no memory to start it.
+        """
+        count = self.started + 1
+        owner, ready, mine = (
+            _thread.allocate_lock(),
+            _thread.allocate_lock(),
+            _thread.allocate_lock(),
+        )
+        ready.acquire()
+        mine.acquire()
+        before = self._done if self._last is None else self._last
+        error: MemoryError | None = None
+        try:
+            _thread.start_new_thread(_sleep_in_chain, (owner, ready, mine, before))
+        except MemoryError as exc:
+            # Raised after the thread was made, too: below settles whether one runs.
+            error = exc
+        if not ready.acquire(timeout=0 if error else self.grace):
+            if owner.acquire(blocking=False):
+                if error:
+                    raise error
+                self.gave_up = True
+                msg = (
+                    f"a new thread did not run within {self.grace:g} s "
+                    "(no memory for its first Python frame?)"
+                )
+                raise RuntimeError(msg)
+            # It took its owner lock just now; its ready follows at once.
+            ready.acquire(timeout=self.grace)
+        self._last, self.started = mine, count
+
+    def stop(self, timeout: float) -> bool:
+        """Wake the newest, which wakes the next; ``False`` if any is alive after *timeout*."""
+        last, self._last = self._last, None
+        if last is None:
+            return True
+        deadline = time.monotonic() + timeout
+        last.release()
+        if not self._done.acquire(timeout=timeout):
+            return False
+        # The oldest has woken; every thread has only its exit left.
+        while _thread._count() > self._baseline:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
+
+def _sleep_in_chain(
+    owner: _thread.LockType,
+    ready: _thread.LockType,
+    mine: _thread.LockType,
+    before: _thread.LockType,
+) -> None:
+    # Nothing here allocates: once this frame exists, the thread cannot fail.
+    if not owner.acquire(blocking=False):
+        return  # the starter gave up on this thread
+    ready.release()
+    mine.acquire()
+    before.release()
 
 
 def _start_threads(count: int, report: Callable[[int], None] | None) -> Callable[[], object]:
@@ -586,43 +707,54 @@ def _state_at_failure(threads: int) -> dict[str, Any]:
     return state
 
 
+def _lower_address_space(limit: int | None) -> Callable[[], object]:
+    """Lower the soft ``RLIMIT_AS`` to *limit*; returns what puts it back."""
+    original = resource.getrlimit(resource.RLIMIT_AS)
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, original[1]))
+    # Made now: putting it back must not need memory at the limit.
+    return functools.partial(resource.setrlimit, resource.RLIMIT_AS, original)
+
+
 def _to_the_limit(spec: dict[str, Any]) -> dict[str, Any]:
-    if spec.get("rlimit_as"):
-        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-        resource.setrlimit(resource.RLIMIT_AS, (spec["rlimit_as"], hard))
     if spec["stack_size"]:
         threading.stack_size(spec["stack_size"])
     ceiling, time_limit = spec["max"], spec["time_limit"]
     report = _Reporter(ceiling)
     sample_every = max(1, ceiling // 200)
-    sleepers = _Sleepers()
-    threads = sleepers.threads
+    sleepers = _BareSleepers(grace=START_GRACE)
     samples: list[tuple[int, int]] = [(0, snapshot()["rss"])]
+    restore = _lower_address_space(spec.get("rlimit_as"))
     began = time.perf_counter()
     deadline = time.monotonic() + time_limit
-    stopped, error, state = "max", None, None
+    stopped, failure, state = "max", None, None
     try:
-        while len(threads) < ceiling:
+        while sleepers.started < ceiling:
             if time.monotonic() >= deadline:
                 stopped = "time"
                 break
             try:
                 sleepers.start()
+                report(sleepers.started)
             except (RuntimeError, MemoryError, OSError) as exc:
-                stopped, error = "error", f"{type(exc).__name__}: {exc}"
-                state = _state_at_failure(len(threads))
+                stopped, failure = "error", exc
                 break
-            report(len(threads))
-            if len(threads) % sample_every == 0:
+            if sleepers.started % sample_every == 0:
                 with contextlib.suppress(OSError, MemoryError):
-                    samples.append((len(threads), snapshot()["rss"]))
+                    samples.append((sleepers.started, snapshot()["rss"]))
         elapsed = time.perf_counter() - began
+        # The limit was for starting threads; reading the system needs memory again.
+        restore()
+        if failure is not None:
+            state = _state_at_failure(sleepers.started)
     finally:
+        restore()
         stopped_all = sleepers.stop(timeout=60)
     return {
-        "started": len(threads),
+        "started": sleepers.started,
         "stopped": stopped,
-        "error": error,
+        "error": None if failure is None else f"{type(failure).__name__}: {failure}",
+        "out_of_memory": isinstance(failure, MemoryError) or sleepers.gave_up,
         "state": state,
         "seconds": elapsed,
         "stack_size": spec["stack_size"],
