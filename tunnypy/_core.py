@@ -30,10 +30,10 @@ from typing import Any
 
 import attrs
 
-from ._job import DONE, REJECTED, RUNNING, WAITING, Job, current_wrapper, worker_tls
+from ._job import DONE, REJECTED, RUNNING, WAITING, Job, worker_tls
 from ._log import debug_enabled, log
 from ._token import CancelToken
-from ._waker import Waker, cpus_usable, yield_until_free
+from ._waker import LockWaker, Waker, cpus_usable, yield_until_free
 from ._worker import Worker
 from ._wrapper import WorkerWrapper
 from .exceptions import (
@@ -124,8 +124,9 @@ class Core:
         # the eventfd is faster.
         self.batch_wakes = cpus_usable() > 1
         self.next_index = 0
-        # Worker threads inside _join() on this pool (jobs closing or resizing it).
-        self.joining: set[threading.Thread] = set()
+        # What wakes each thread in _join() waiting for a worker to leave
+        # ``workers`` (see worker_exited).
+        self.watchers: dict[WorkerWrapper, list[Waker]] = {}
         # Parked workers retired by a shrink and not yet woken. Each leaving
         # worker wakes the next, so set_size() wakes only one and returns at
         # once however many it retired (a wake can hand the GIL to the woken
@@ -688,6 +689,10 @@ class Core:
             self.workers.pop(wrapper, None)
             self.completed += wrapper.completed
             self.failed += wrapper.failed
+            watchers = self.watchers.pop(wrapper, None)
+        if watchers is not None:
+            for waker in watchers:
+                waker.wake()
         if debug_enabled():
             log.debug("worker_stopped", worker=wrapper.index)
 
@@ -821,41 +826,90 @@ def _terminate_quietly(worker: Worker[Any, Any], index: int) -> None:
         log.exception("terminate_failed", worker=index)
 
 
+# The worker each thread inside _join() waits for now, across every pool. A
+# wait begins only if it closes no cycle (see _waits_for).
+_waits_lock = _thread.allocate_lock()
+_waiting_for: dict[threading.Thread, WorkerWrapper] = {}
+
+# What _await_exit() found.
+_ENDED = 0
+_WAITS_FOR_ME = 1
+_TIMED_OUT = 2
+
+
+def _waits_for(wrapper: WorkerWrapper, me: threading.Thread) -> bool:
+    """Whether *wrapper*'s thread is *me*, or waits in _join() for *me*, directly or not."""
+    # Under _waits_lock. Each thread waits for one worker at a time and no
+    # wait closes a cycle, so the chain ends.
+    following: WorkerWrapper | None = wrapper
+    while following is not None:
+        thread = following.thread
+        if thread is me:
+            return True
+        following = _waiting_for.get(thread)
+    return False
+
+
 def _join(core: Core, wrappers: list[WorkerWrapper], deadline: float | None) -> bool:
-    """Wait for the threads of *wrappers* to end; ``False`` if the deadline passed first."""
+    """
+    Wait until every worker of *wrappers* has ended; ``False`` if *deadline* passed first.
+
+    A worker has ended when it has left ``core.workers``, which it does
+    after ``terminate()``: the pool's own record, never ``Thread.join()``
+    or ``is_alive()``, which an interrupted ``join()`` leaves saying
+    "stopped" on Python 3.11 and 3.12. A worker that waits for the calling
+    thread (it is the caller, or its job waits here, on any pool, for the
+    caller) cannot end first: it is not waited for (docs/design.md,
+    "Waiting for workers"). One that did so only for a while is looked at
+    again once the others have ended.
+    """
     me = threading.current_thread()
-    # A job closing or resizing its own pool must not wait for a sibling
-    # job that is itself waiting here (two jobs each calling close() once
-    # hung for good). A worker thread joins only siblings that were not
-    # joining when it looked; waits then always point from an earlier joiner
-    # to a later one, so they cannot form a cycle.
-    mine = current_wrapper()
-    in_job = mine is not None and mine.core is core
-    if in_job:
-        with core.lock:
-            core.joining.add(me)
+    waker = LockWaker()
+    later: list[WorkerWrapper] = []
+    for wrapper in wrappers:
+        found = _await_exit(core, wrapper, me, waker, deadline)
+        if found == _TIMED_OUT:
+            return False
+        if found == _WAITS_FOR_ME:
+            later.append(wrapper)
+    return all(_await_exit(core, w, me, waker, deadline) != _TIMED_OUT for w in later)
+
+
+def _await_exit(
+    core: Core, wrapper: WorkerWrapper, me: threading.Thread, waker: Waker, deadline: float | None
+) -> int:
     try:
-        done = True
-        for wrapper in wrappers:
-            thread = wrapper.thread
-            if thread is me or thread.ident is None:
-                continue  # a job resizing or closing its own pool: do not wait for ourselves
-            if in_job:
-                with core.lock:
-                    waits_for_us = thread in core.joining
-                if waits_for_us:
-                    done = done and not thread.is_alive()
-                    continue
+        with core.lock:
+            if wrapper not in core.workers or wrapper.thread.ident is None:
+                # Ended, or never started: Ctrl-C landed in Thread.start()
+                # (close() first lets a grow in progress start its threads).
+                return _ENDED
+            with _waits_lock:
+                if _waits_for(wrapper, me):
+                    return _WAITS_FOR_ME
+                _waiting_for[me] = wrapper
+            core.watchers.setdefault(wrapper, []).append(waker)
+        workers = core.workers
+        while wrapper in workers:
             if deadline is None:
-                thread.join()
+                waker.wait()
             else:
-                thread.join(max(0.0, deadline - _monotonic()))
-            done = done and not thread.is_alive()
-        return done
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    return _TIMED_OUT
+                waker.wait(remaining)
+        return _ENDED
     finally:
-        if in_job:
-            with core.lock:
-                core.joining.discard(me)
+        # Whatever happened above, Ctrl-C included: no wait of ours is left behind.
+        with _waits_lock:
+            if _waiting_for.get(me) is wrapper:
+                del _waiting_for[me]
+        with core.lock:
+            watchers = core.watchers.get(wrapper)
+            if watchers is not None and waker in watchers:
+                watchers.remove(waker)
+                if not watchers:
+                    del core.watchers[wrapper]
 
 
 # Every core with live workers, so interpreter exit can wait for their jobs.
@@ -898,5 +952,13 @@ def _after_fork_in_child() -> None:
         core.resize_lock = threading.Lock()
 
 
+def _forget_waits_in_child() -> None:
+    # The threads that were waiting are gone, and one may have held the lock.
+    global _waits_lock
+    _waits_lock = _thread.allocate_lock()
+    _waiting_for.clear()
+
+
 threading._register_atexit(_close_at_exit)  # type: ignore[attr-defined]
 os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(after_in_child=_forget_waits_in_child)

@@ -399,11 +399,13 @@ class Pool(Generic[P, R]):
         Growing starts the new workers, which serve waiting callers at once.
         Shrinking retires idle workers first and never hands a retiring worker
         a new job; busy ones retire when their job ends. Returns at once
-        unless *wait*, which waits (up to *timeout*) for retired workers to end.
+        unless *wait*, which waits (up to *timeout*) for retired workers to
+        end, but not for the calling job's own worker, nor one whose job is
+        waiting for the caller (see :meth:`close`).
 
         Returns:
             ``False`` only if *wait* and *timeout* passed before every retired
-            worker ended.
+            worker it waits for ended.
 
         Raises:
             PoolClosedError: The pool is closed.
@@ -442,12 +444,19 @@ class Pool(Generic[P, R]):
         ``terminate()`` runs once, from its own thread, as it stops.
 
         Args:
-            wait: Wait for the worker threads to end.
+            wait: Wait for the worker threads to end. A call from inside a job
+                never waits for that job's own worker, nor for a worker whose
+                job is itself waiting, in ``close(wait=True)`` or
+                ``set_size(wait=True)`` of any pool, for the caller (directly
+                or through others): those cannot end before this call
+                returns, and waiting would deadlock.
             timeout: With *wait*, give up waiting after this many seconds (a
                 worker stuck in ``block_until_ready`` cannot hang the caller).
 
         Returns:
-            Whether every worker thread had ended when it returned.
+            Whether every worker it waits for had ended (``terminate()``
+            returned) when it returned: ``False`` only if the timeout passed
+            first, or without *wait* while any worker is still running.
         """
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")
