@@ -683,8 +683,9 @@ class Core:
         if following is not None:
             following.waker.wake()  # pass the shrink's wake along the chain
         _terminate_quietly(wrapper.worker, wrapper.index)
-        # Only now leave ``workers``: set_size(wait=True) and close() wait for
-        # the workers listed there, and must not return before terminate().
+        # Only now leave ``workers``: set_size(wait=True), close() and exit
+        # wait for the workers listed there, and must not return before
+        # terminate().
         with self.lock:
             self.workers.pop(wrapper, None)
             self.completed += wrapper.completed
@@ -918,23 +919,26 @@ live_cores: weakref.WeakSet[Core] = weakref.WeakSet()
 
 def collected(core: Core) -> None:
     # The Pool was garbage-collected: stop its threads. Even when closed: a
-    # close() that Ctrl-C interrupted is finished by the next.
-    core.close(False, None)
-    live_cores.discard(core)
+    # close() that Ctrl-C interrupted is finished by the next. Exit still
+    # waits for workers that have not ended.
+    if core.close(False, None):
+        live_cores.discard(core)
 
 
 def _close_at_exit() -> None:
-    # At interpreter exit, refuse new work and let running jobs end, so a
-    # program that never calls close() still exits once its jobs end.
-    # Workers stuck in block_until_ready are daemon threads and do not hold
-    # the exit up.
+    # At interpreter exit, refuse new work, let running jobs end and every
+    # worker run terminate(), so a program that never calls close() exits
+    # once its jobs end. Worker threads are daemon threads: one inside
+    # block_until_ready(), which may never return, is not waited for. A
+    # worker not in there now will not enter it: it is retiring (see
+    # WorkerWrapper._block_until_ready).
     cores = list(live_cores)
     for core in cores:
         core.close(False, None, "interpreter is shutting down")
     for core in cores:
         with core.lock:
-            busy = [w for w in core.workers if w.job is not None]
-        _join(core, busy, None)
+            leaving = [w for w in core.workers if not w.readying]
+        _join(core, leaving, None)
 
 
 def _after_fork_in_child() -> None:

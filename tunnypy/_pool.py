@@ -460,8 +460,10 @@ class Pool(Generic[P, R]):
         """
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")
-        result = self._core.close(wait, timeout)
-        live_cores.discard(self._core)
+        core = self._core
+        result = core.close(wait, timeout)
+        if not core.workers:  # else interpreter exit still waits for them
+            live_cores.discard(core)
         return result
 
     def __enter__(self) -> Pool[P, R]:
