@@ -32,8 +32,8 @@ import attrs
 
 from ._job import DONE, REJECTED, RUNNING, WAITING, Job, worker_tls
 from ._log import debug_enabled, log
-from ._token import CancelToken
-from ._waker import LockWaker, Waker, cpus_usable, yield_until_free
+from ._token import CancelToken, deadline_in
+from ._waker import LockWaker, Waker, acquire_until, cpus_usable, yield_until_free
 from ._worker import Worker
 from ._wrapper import WorkerWrapper
 from .exceptions import (
@@ -428,7 +428,7 @@ class Core:
     # -- resize -------------------------------------------------------------
 
     def set_size(self, size: int, wait: bool, timeout: float | None) -> bool:
-        deadline = None if timeout is None else _monotonic() + timeout
+        deadline = deadline_in(timeout)
         with self.resize_lock:
             with self.lock:
                 if self.closed:
@@ -700,7 +700,7 @@ class Core:
     # -- close --------------------------------------------------------------
 
     def close(self, wait: bool, timeout: float | None, reason: str = "pool is closed") -> bool:
-        deadline = None if timeout is None else _monotonic() + timeout
+        deadline = deadline_in(timeout)
         first = False
         leader: WorkerWrapper | None = None
         refused: list[Job] = []
@@ -763,9 +763,7 @@ class Core:
             # then: a grow still in its factory has listed no one yet, and
             # close() does not wait for the factory.
             if any(wrapper.thread.ident is None for wrapper in everyone):
-                if not self.resize_lock.acquire(
-                    timeout=-1 if deadline is None else max(0.0, deadline - _monotonic())
-                ):
+                if not acquire_until(self.resize_lock, deadline):
                     return False
                 self.resize_lock.release()
             return _join(self, everyone, deadline)
