@@ -48,6 +48,7 @@ from .exceptions import (
 __all__ = ["CANCELLED", "TIMED_OUT", "Core", "PoolStats", "collected", "live_cores"]
 
 _monotonic = time.monotonic
+_TIMEOUT_MAX = threading.TIMEOUT_MAX
 
 # Why a caller stopped waiting before its job was done.
 TIMED_OUT = "timed_out"
@@ -683,9 +684,14 @@ class Core:
         if following is not None:
             following.waker.wake()  # pass the shrink's wake along the chain
         _terminate_quietly(wrapper.worker, wrapper.index)
-        # Only now leave ``workers``: set_size(wait=True), close() and exit
-        # wait for the workers listed there, and must not return before
-        # terminate().
+        if debug_enabled():
+            try:  # noqa: SIM105 - the except says why
+                log.debug("worker_stopped", worker=wrapper.index)
+            except BaseException:
+                pass  # a logging handler that raises must not keep the worker listed
+        # Only now leave ``workers``, the last of this worker's doings:
+        # set_size(wait=True), close() and exit wait for the workers listed
+        # there, and must not return before terminate().
         with self.lock:
             self.workers.pop(wrapper, None)
             self.completed += wrapper.completed
@@ -694,8 +700,6 @@ class Core:
         if watchers is not None:
             for waker in watchers:
                 waker.wake()
-        if debug_enabled():
-            log.debug("worker_stopped", worker=wrapper.index)
 
     # -- close --------------------------------------------------------------
 
@@ -871,7 +875,27 @@ def _join(core: Core, wrappers: list[WorkerWrapper], deadline: float | None) -> 
             return False
         if found == _WAITS_FOR_ME:
             later.append(wrapper)
-    return all(_await_exit(core, w, me, waker, deadline) != _TIMED_OUT for w in later)
+        else:
+            _let_end(wrapper.thread, deadline)
+    for wrapper in later:
+        found = _await_exit(core, wrapper, me, waker, deadline)
+        if found == _TIMED_OUT:
+            return False
+        if found == _ENDED:
+            _let_end(wrapper.thread, deadline)
+    return True
+
+
+def _let_end(thread: threading.Thread, deadline: float | None) -> None:
+    # A worker that left the record has only to return: let its thread end
+    # too, so no thread of the pool outlives the wait. The record has
+    # already decided; this join's outcome is not asked.
+    if thread.ident is None:
+        return
+    if deadline is None:
+        thread.join()
+    else:
+        thread.join(min(max(deadline - _monotonic(), 0.0), _TIMEOUT_MAX))
 
 
 def _await_exit(
