@@ -30,10 +30,10 @@ from typing import Any
 
 import attrs
 
-from ._job import DONE, NO_CONTEXT, REJECTED, RUNNING, WAITING, Job, current_wrapper, worker_tls
+from ._job import DONE, NO_CONTEXT, REJECTED, RUNNING, WAITING, Job, worker_tls
 from ._log import debug_enabled, log
-from ._token import CancelToken
-from ._waker import Waker, cpus_usable, yield_until_free
+from ._token import CancelToken, deadline_in
+from ._waker import LockWaker, Waker, acquire_until, cpus_usable, yield_until_free
 from ._worker import Worker, check_worker
 from ._wrapper import WorkerWrapper
 from .exceptions import (
@@ -48,6 +48,7 @@ from .exceptions import (
 __all__ = ["CANCELLED", "TIMED_OUT", "Core", "PoolStats", "collected", "live_cores"]
 
 _monotonic = time.monotonic
+_TIMEOUT_MAX = threading.TIMEOUT_MAX
 
 # Why a caller stopped waiting before its job was done.
 TIMED_OUT = "timed_out"
@@ -132,8 +133,9 @@ class Core:
         # the eventfd is faster.
         self.batch_wakes = cpus_usable() > 1
         self.next_index = 0
-        # Worker threads inside _join() on this pool (jobs closing or resizing it).
-        self.joining: set[threading.Thread] = set()
+        # What wakes each thread in _join() waiting for a worker to leave
+        # ``workers`` (see worker_exited).
+        self.watchers: dict[WorkerWrapper, list[Waker]] = {}
         # Parked workers retired by a shrink and not yet woken. Each leaving
         # worker wakes the next, so set_size() wakes only one and returns at
         # once however many it retired (a wake can hand the GIL to the woken
@@ -516,7 +518,7 @@ class Core:
     # -- resize -------------------------------------------------------------
 
     def set_size(self, size: int, wait: bool, timeout: float | None) -> bool:
-        deadline = None if timeout is None else _monotonic() + timeout
+        deadline = deadline_in(timeout)
         # The target and a shrink take effect at once; only a growth, which
         # calls the factory, waits for a growth in another thread to finish.
         with self.lock:
@@ -545,9 +547,7 @@ class Core:
             if any(wrapper.thread.ident is None for wrapper in retirees):
                 # Retired while a growth in another thread was starting it:
                 # let that growth start it first (see close()).
-                if not self.resize_lock.acquire(
-                    timeout=-1 if deadline is None else max(0.0, deadline - _monotonic())
-                ):
+                if not acquire_until(self.resize_lock, deadline):
                     return False
                 self.resize_lock.release()
             return _join(self, retirees, deadline)
@@ -831,19 +831,27 @@ class Core:
         if following is not None:
             following.waker.wake()  # pass the shrink's wake along the chain
         _terminate_quietly(wrapper.worker, wrapper.index)
-        # Only now leave ``workers``: set_size(wait=True) and close() wait for
-        # the workers listed there, and must not return before terminate().
+        if debug_enabled():
+            try:  # noqa: SIM105 - the except says why
+                log.debug("worker_stopped", worker=wrapper.index)
+            except BaseException:
+                pass  # a logging handler that raises must not keep the worker listed
+        # Only now leave ``workers``, the last of this worker's doings:
+        # set_size(wait=True), close() and exit wait for the workers listed
+        # there, and must not return before terminate().
         with self.lock:
             self.workers.pop(wrapper, None)
             self.completed += wrapper.completed
             self.failed += wrapper.failed
-        if debug_enabled():
-            log.debug("worker_stopped", worker=wrapper.index)
+            watchers = self.watchers.pop(wrapper, None)
+        if watchers is not None:
+            for waker in watchers:
+                waker.wake()
 
     # -- close --------------------------------------------------------------
 
     def close(self, wait: bool, timeout: float | None, reason: str = "pool is closed") -> bool:
-        deadline = None if timeout is None else _monotonic() + timeout
+        deadline = deadline_in(timeout)
         first = False
         leader: WorkerWrapper | None = None
         refused: list[Job] = []
@@ -907,9 +915,7 @@ class Core:
             # then: a grow still in its factory has listed no one yet, and
             # close() does not wait for the factory.
             if any(wrapper.thread.ident is None for wrapper in everyone):
-                if not self.resize_lock.acquire(
-                    timeout=-1 if deadline is None else max(0.0, deadline - _monotonic())
-                ):
+                if not acquire_until(self.resize_lock, deadline):
                     return False
                 self.resize_lock.release()
             return _join(self, everyone, deadline)
@@ -974,41 +980,110 @@ def _terminate_quietly(worker: Worker[Any, Any], index: int) -> None:
         log.exception("terminate_failed", worker=index)
 
 
+# The worker each thread inside _join() waits for now, across every pool. A
+# wait begins only if it closes no cycle (see _waits_for).
+_waits_lock = _thread.allocate_lock()
+_waiting_for: dict[threading.Thread, WorkerWrapper] = {}
+
+# What _await_exit() found.
+_ENDED = 0
+_WAITS_FOR_ME = 1
+_TIMED_OUT = 2
+
+
+def _waits_for(wrapper: WorkerWrapper, me: threading.Thread) -> bool:
+    """Whether *wrapper*'s thread is *me*, or waits in _join() for *me*, directly or not."""
+    # Under _waits_lock. Each thread waits for one worker at a time and no
+    # wait closes a cycle, so the chain ends.
+    following: WorkerWrapper | None = wrapper
+    while following is not None:
+        thread = following.thread
+        if thread is me:
+            return True
+        following = _waiting_for.get(thread)
+    return False
+
+
 def _join(core: Core, wrappers: list[WorkerWrapper], deadline: float | None) -> bool:
-    """Wait for the threads of *wrappers* to end; ``False`` if the deadline passed first."""
+    """
+    Wait until every worker of *wrappers* has ended; ``False`` if *deadline* passed first.
+
+    A worker has ended when it has left ``core.workers``, which it does
+    after ``terminate()``: the pool's own record, never ``Thread.join()``
+    or ``is_alive()``, which an interrupted ``join()`` leaves saying
+    "stopped" on Python 3.11 and 3.12. A worker that waits for the calling
+    thread (it is the caller, or its job waits here, on any pool, for the
+    caller) cannot end first: it is not waited for (docs/design.md,
+    "Waiting for workers"). One that did so only for a while is looked at
+    again once the others have ended.
+    """
     me = threading.current_thread()
-    # A job closing or resizing its own pool must not wait for a sibling
-    # job that is itself waiting here (two jobs each calling close() once
-    # hung for good). A worker thread joins only siblings that were not
-    # joining when it looked; waits then always point from an earlier joiner
-    # to a later one, so they cannot form a cycle.
-    mine = current_wrapper()
-    in_job = mine is not None and mine.core is core
-    if in_job:
-        with core.lock:
-            core.joining.add(me)
+    waker = LockWaker()
+    later: list[WorkerWrapper] = []
+    for wrapper in wrappers:
+        found = _await_exit(core, wrapper, me, waker, deadline)
+        if found == _TIMED_OUT:
+            return False
+        if found == _WAITS_FOR_ME:
+            later.append(wrapper)
+        else:
+            _let_end(wrapper.thread, deadline)
+    for wrapper in later:
+        found = _await_exit(core, wrapper, me, waker, deadline)
+        if found == _TIMED_OUT:
+            return False
+        if found == _ENDED:
+            _let_end(wrapper.thread, deadline)
+    return True
+
+
+def _let_end(thread: threading.Thread, deadline: float | None) -> None:
+    # A worker that left the record has only to return: let its thread end
+    # too, so no thread of the pool outlives the wait. The record has
+    # already decided; this join's outcome is not asked.
+    if thread.ident is None:
+        return
+    if deadline is None:
+        thread.join()
+    else:
+        thread.join(min(max(deadline - _monotonic(), 0.0), _TIMEOUT_MAX))
+
+
+def _await_exit(
+    core: Core, wrapper: WorkerWrapper, me: threading.Thread, waker: Waker, deadline: float | None
+) -> int:
     try:
-        done = True
-        for wrapper in wrappers:
-            thread = wrapper.thread
-            if thread is me or thread.ident is None:
-                continue  # a job resizing or closing its own pool: do not wait for ourselves
-            if in_job:
-                with core.lock:
-                    waits_for_us = thread in core.joining
-                if waits_for_us:
-                    done = done and not thread.is_alive()
-                    continue
+        with core.lock:
+            if wrapper not in core.workers or wrapper.thread.ident is None:
+                # Ended, or never started: Ctrl-C landed in Thread.start()
+                # (close() first lets a grow in progress start its threads).
+                return _ENDED
+            with _waits_lock:
+                if _waits_for(wrapper, me):
+                    return _WAITS_FOR_ME
+                _waiting_for[me] = wrapper
+            core.watchers.setdefault(wrapper, []).append(waker)
+        workers = core.workers
+        while wrapper in workers:
             if deadline is None:
-                thread.join()
+                waker.wait()
             else:
-                thread.join(max(0.0, deadline - _monotonic()))
-            done = done and not thread.is_alive()
-        return done
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    return _TIMED_OUT
+                waker.wait(remaining)
+        return _ENDED
     finally:
-        if in_job:
-            with core.lock:
-                core.joining.discard(me)
+        # Whatever happened above, Ctrl-C included: no wait of ours is left behind.
+        with _waits_lock:
+            if _waiting_for.get(me) is wrapper:
+                del _waiting_for[me]
+        with core.lock:
+            watchers = core.watchers.get(wrapper)
+            if watchers is not None and waker in watchers:
+                watchers.remove(waker)
+                if not watchers:
+                    del core.watchers[wrapper]
 
 
 # Every core with live workers, so interpreter exit can wait for their jobs.
@@ -1017,23 +1092,26 @@ live_cores: weakref.WeakSet[Core] = weakref.WeakSet()
 
 def collected(core: Core) -> None:
     # The Pool was garbage-collected: stop its threads. Even when closed: a
-    # close() that Ctrl-C interrupted is finished by the next.
-    core.close(False, None)
-    live_cores.discard(core)
+    # close() that Ctrl-C interrupted is finished by the next. Exit still
+    # waits for workers that have not ended.
+    if core.close(False, None):
+        live_cores.discard(core)
 
 
 def _close_at_exit() -> None:
-    # At interpreter exit, refuse new work and let running jobs end, so a
-    # program that never calls close() still exits once its jobs end.
-    # Workers stuck in block_until_ready are daemon threads and do not hold
-    # the exit up.
+    # At interpreter exit, refuse new work, let running jobs end and every
+    # worker run terminate(), so a program that never calls close() exits
+    # once its jobs end. Worker threads are daemon threads: one inside
+    # block_until_ready(), which may never return, is not waited for. A
+    # worker not in there now will not enter it: it is retiring (see
+    # WorkerWrapper._block_until_ready).
     cores = list(live_cores)
     for core in cores:
         core.close(False, None, "interpreter is shutting down")
     for core in cores:
         with core.lock:
-            busy = [w for w in core.workers if w.job is not None]
-        _join(core, busy, None)
+            leaving = [w for w in core.workers if not w.readying]
+        _join(core, leaving, None)
 
 
 def _after_fork_in_child() -> None:
@@ -1052,12 +1130,19 @@ def _after_fork_in_child() -> None:
             core.failed += wrapper.failed
         core.nested.clear()
         core.workers.clear()
-        core.joining.clear()
         core.to_wake.clear()
         core.refused.clear()
         core.lock = _thread.allocate_lock()
         core.resize_lock = threading.Lock()
 
 
+def _forget_waits_in_child() -> None:
+    # The threads that were waiting are gone, and one may have held the lock.
+    global _waits_lock
+    _waits_lock = _thread.allocate_lock()
+    _waiting_for.clear()
+
+
 threading._register_atexit(_close_at_exit)  # type: ignore[attr-defined]
 os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(after_in_child=_forget_waits_in_child)

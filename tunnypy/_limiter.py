@@ -21,7 +21,8 @@ import attrs
 from ._job import current_wrapper
 from ._log import debug_enabled, log, safe_repr
 from ._pool import Pool
-from ._token import check_timeout
+from ._token import check_timeout, deadline_in
+from ._waker import wait_until
 from ._wrapper import WorkerWrapper
 from .exceptions import PoolDeadlockError
 
@@ -233,6 +234,10 @@ class Limiter:
         That includes tasks that start while it waits. Do not call it from a
         task: it would wait for itself.
 
+        Args:
+            timeout: Seconds, any non-negative real number; ``None`` or
+                ``float("inf")`` for no limit.
+
         Returns:
             ``False`` if *timeout* seconds passed first.
 
@@ -241,8 +246,9 @@ class Limiter:
         """
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")
+        deadline = deadline_in(timeout)
         with self._cond:
-            return self._cond.wait_for(lambda: not self._unfinished, timeout)
+            return wait_until(self._cond, lambda: not self._unfinished, deadline)
 
     def close(self, *, wait: bool = True, timeout: float | None = None) -> bool:
         """

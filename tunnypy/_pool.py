@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import sys
 import time
 import weakref
 from collections.abc import Callable
@@ -31,6 +32,7 @@ R = TypeVar("R")
 
 _monotonic = time.monotonic
 _INF = math.inf
+_MAX_FLOAT = sys.float_info.max
 _copy_context = contextvars.copy_context
 
 
@@ -256,7 +258,9 @@ class Pool(Generic[P, R]):
         Run *payload* on the next ready worker, giving up after *timeout* seconds.
 
         The deadline, counted from this call, covers both waiting for a worker
-        and running the job. A timeout of 0 has already expired.
+        and running the job. *timeout* may be any real number (``int``,
+        ``float``, ``Fraction``, ``Decimal``). A timeout of 0 has already
+        expired; ``float("inf")``, or one too large for a float, never does.
 
         Raises:
             JobTimedOutError: The deadline passed. A started job's worker was
@@ -265,10 +269,13 @@ class Pool(Generic[P, R]):
             TypeError, ValueError: *timeout* is not a non-negative number.
         """
         kind = type(timeout)
-        if (kind is float or kind is int) and 0 < timeout < _INF:
+        if (kind is float or kind is int) and 0 < timeout <= _MAX_FLOAT:
             deadline = _monotonic() + timeout  # the common case, checked cheaply
         else:
-            deadline = _monotonic() + check_timeout(timeout, "timeout")
+            # inf, an int too large for a float (no limit either), a
+            # Fraction or Decimal, or bad input.
+            timeout = check_timeout(timeout, "timeout")
+            deadline = _monotonic() + timeout
         core = self._core
         if core.check is not None:
             core.check(payload)
@@ -429,11 +436,14 @@ class Pool(Generic[P, R]):
         even while another thread's growth is calling the factory; a growth
         calls the factory on this thread, after a growth in progress in
         another thread has finished. Returns then, unless *wait*, which waits
-        (up to *timeout*) for retired workers to end.
+        (up to *timeout* seconds, any non-negative real number; ``None`` or
+        ``float("inf")`` for no limit) for retired workers to end, but not for
+        the calling job's own worker, nor one whose job is waiting for the
+        caller (see :meth:`close`).
 
         Returns:
             ``False`` only if *wait* and *timeout* passed before every retired
-            worker ended.
+            worker it waits for ended.
 
         Raises:
             PoolClosedError: The pool is closed.
@@ -474,17 +484,28 @@ class Pool(Generic[P, R]):
         ``terminate()`` runs once, from its own thread, as it stops.
 
         Args:
-            wait: Wait for the worker threads to end.
-            timeout: With *wait*, give up waiting after this many seconds (a
-                worker stuck in ``block_until_ready`` cannot hang the caller).
+            wait: Wait for the worker threads to end. A call from inside a job
+                never waits for that job's own worker, nor for a worker whose
+                job is itself waiting, in ``close(wait=True)`` or
+                ``set_size(wait=True)`` of any pool, for the caller (directly
+                or through others): those cannot end before this call
+                returns, and waiting would deadlock.
+            timeout: With *wait*, give up waiting after this many seconds, any
+                non-negative real number; ``None`` or ``float("inf")`` for no
+                limit (a worker stuck in ``block_until_ready`` cannot hang the
+                caller).
 
         Returns:
-            Whether every worker thread had ended when it returned.
+            Whether every worker it waits for had ended (``terminate()``
+            returned) when it returned: ``False`` only if the timeout passed
+            first, or without *wait* while any worker is still running.
         """
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")
-        result = self._core.close(wait, timeout)
-        live_cores.discard(self._core)
+        core = self._core
+        result = core.close(wait, timeout)
+        if not core.workers:  # else interpreter exit still waits for them
+            live_cores.discard(core)
         return result
 
     def __enter__(self) -> Pool[P, R]:

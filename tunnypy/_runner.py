@@ -22,7 +22,8 @@ import attrs
 
 from ._log import log, safe_repr
 from ._pool import Pool
-from ._token import check_timeout
+from ._token import check_timeout, deadline_in
+from ._waker import wait_until
 from .exceptions import PoolClosedError
 
 __all__ = ["SingleRunner"]
@@ -149,6 +150,10 @@ class SingleRunner:
 
         Do not call it from the running function: it would wait for itself.
 
+        Args:
+            timeout: Seconds, any non-negative real number; ``None`` or
+                ``float("inf")`` for no limit.
+
         Returns:
             ``False`` if *timeout* seconds passed first.
 
@@ -157,8 +162,9 @@ class SingleRunner:
         """
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")
+        deadline = deadline_in(timeout)
         with self._cond:
-            return self._cond.wait_for(lambda: not self._running, timeout)
+            return wait_until(self._cond, lambda: not self._running, deadline)
 
     def close(self, *, wait: bool = True, timeout: float | None = None) -> bool:
         """

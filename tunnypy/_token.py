@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import _thread
 import math
+import numbers
 import time
+from decimal import Decimal
 from typing import TYPE_CHECKING, final
 
 if TYPE_CHECKING:
@@ -24,10 +26,12 @@ class CancelToken:
     with :class:`~tunnypy.JobTimedOutError` instead.
 
     Args:
-        timeout: Seconds from now until the deadline; ``None`` for none.
+        timeout: Seconds from now until the deadline, any real number
+            (``int``, ``float``, ``Fraction``, ``Decimal``); ``None`` or
+            ``float("inf")`` for none. One too large for a ``float`` is infinite.
 
     Raises:
-        TypeError: *timeout* is not a real number.
+        TypeError: *timeout* is not a real number (or is a ``bool``).
         ValueError: *timeout* is negative or NaN.
 
     Not guaranteed: cancelling cannot stop a job that does not check
@@ -103,13 +107,31 @@ class CancelToken:
 
 
 def check_timeout(value: object, name: str) -> float:
-    """Return *value* as a float, or raise naming *name* and what arrived."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """
+    Return *value*, a non-negative real number of seconds, as a float; raise naming *name*.
+
+    ``int``, ``float``, ``Fraction``, ``Decimal`` and any other
+    ``numbers.Real`` are taken; ``bool`` is not. A value too large for a
+    float becomes ``inf``: no limit.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal):
         kind = type(value).__name__
         msg = f"{name} must be a non-negative number of seconds (got {kind} {value!r})"
         raise TypeError(msg)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int or Fraction beyond a float's range
+        number = -math.inf if value < 0 else math.inf
+    except ValueError:  # Decimal("sNaN") refuses to become a float
+        number = math.nan
     if math.isnan(number) or number < 0:
         msg = f"{name} must be a non-negative number of seconds (got {value!r})"
         raise ValueError(msg)
     return number
+
+
+def deadline_in(timeout: float | None) -> float | None:
+    """The ``time.monotonic()`` time *timeout* seconds from now; ``None`` for no limit (``inf``)."""
+    if timeout is None or timeout == math.inf:
+        return None
+    return time.monotonic() + timeout

@@ -36,11 +36,13 @@ __all__ = [
     "FdWaker",
     "LockWaker",
     "Waker",
+    "acquire_until",
     "caller_waker",
     "cpus_usable",
     "fds_in_use",
     "new_fd_waker",
     "new_waker",
+    "wait_until",
     "yield_until_free",
 ]
 
@@ -174,6 +176,38 @@ def new_fd_waker() -> FdWaker | None:
             else:
                 return FdWaker(fd)
     return None
+
+
+def acquire_until(lock: _thread.LockType, deadline: float | None) -> bool:
+    """
+    Take *lock*, giving up at *deadline* (a ``time.monotonic()`` time; ``None``: never).
+
+    A lock takes at most ``TIMEOUT_MAX`` seconds (about 292 years) per wait;
+    a later deadline is waited for in turns.
+    """
+    if deadline is None:
+        return lock.acquire()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return lock.acquire(False)
+        if lock.acquire(True, min(remaining, _TIMEOUT_MAX)):
+            return True
+
+
+def wait_until(
+    condition: threading.Condition, predicate: Callable[[], object], deadline: float | None
+) -> bool:
+    """``condition.wait_for(predicate)``, under *condition*, giving up at *deadline* (as above)."""
+    while not predicate():
+        if deadline is None:
+            condition.wait()
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            condition.wait(min(remaining, _TIMEOUT_MAX))
+    return True
 
 
 def fds_in_use() -> int:

@@ -47,6 +47,7 @@ class WorkerWrapper:
         "job",
         "lock_waker",
         "parks_on_lock",
+        "readying",
         "retiring",
         "thread",
         "waker",
@@ -72,6 +73,9 @@ class WorkerWrapper:
         # Set under the pool's lock; never cleared. A retiring worker takes
         # no new job and leaves at its next offer.
         self.retiring = False
+        # Whether this worker's thread is inside block_until_ready(), which
+        # interpreter exit does not wait for (see _block_until_ready).
+        self.readying = False
         # Written only by this worker's thread; summed by ``Pool.stats()``.
         self.completed = 0
         self.failed = 0
@@ -233,14 +237,21 @@ class WorkerWrapper:
         return held
 
     def _block_until_ready(self, ready: Callable[[], None]) -> None:
+        # Flag first, then look at ``retiring``: interpreter exit marks every
+        # worker retiring, then waits for each not flagged, which therefore
+        # never enters ready() (docs/design.md, "Waiting for workers").
+        self.readying = True
         try:
-            ready()
+            if not self.retiring:  # no block_until_ready on the way out
+                ready()
         except BaseException:
             # A broken readiness check must not kill the worker; treat it as
             # ready so callers are still served. BaseException too: a worker
             # that died of SystemExit here left the pool one worker short for
             # good, and a size-1 pool hung.
             log.exception("block_until_ready_failed", worker=self.index)
+        finally:
+            self.readying = False
 
     def _offer(self) -> Job | None:
         """
