@@ -282,8 +282,11 @@ class Pool(Generic[P, R]):
         if timeout <= 0:
             core.count_refused(TIMED_OUT)
             raise JobTimedOutError("job did not finish before its deadline")
-        if deadline == _INF:
-            return self.process(payload)
+        if deadline == _INF:  # no limit: process()'s wait, under this call's name
+            endless = Job(payload, _copy_context(), None)
+            del payload  # as in process()
+            endless.waker = endless.default_waker()
+            return core.call(endless, None, None, call="process_timed")  # type: ignore[no-any-return]
         # A timed wait on an eventfd is poll() then read(), two releases of
         # the GIL; with more than one CPU the worker that woke us takes it
         # back in between, and we wait for it to park. A lock is one timed
