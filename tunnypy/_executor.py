@@ -1,0 +1,690 @@
+"""
+Executor: a ``concurrent.futures`` executor on a pool of function-calling workers.
+
+It sits on the public :class:`Pool` API: each ``submit`` hands the pool a
+:class:`_Call` (the function, its arguments and the future the caller holds)
+with :meth:`Pool.submit`, and a worker runs it. The pool's line is the queue;
+the pool's resize is ``set_max_workers``.
+
+What the pool does not do, the executor's state (:class:`_State`) does under
+one lock: it counts the calls that wait (submitted, not
+started) for ``max_waiting`` and ``when_full="block"``, and the calls not yet
+finished, for ``shutdown(wait=True)`` and for closing the pool once a
+shut-down executor has run everything it accepted. Each call leaves
+``waiting`` exactly once, by being started, cancelled or failed by a broken
+executor; whoever removes it accounts for it.
+
+Threads reference the state, never the :class:`Executor`, so an executor
+dropped without ``shutdown()`` is collected, and a finalizer shuts it down
+without waiting: its pending calls still run, as with ``ThreadPoolExecutor``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures.thread import BrokenThreadPool
+from typing import Any, Literal, ParamSpec, TypeVar, final
+
+from ._job import Job, current_wrapper
+from ._log import log
+from ._pool import Pool, PoolStats
+from ._token import check_timeout
+from ._worker import BaseWorker
+from .exceptions import PoolBusyError, PoolDeadlockError
+
+__all__ = ["Executor"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+WhenFull = Literal["block", "raise", "caller_runs"]
+_WHEN_FULL = ("block", "raise", "caller_runs")
+_SHUTDOWN = "cannot schedule new futures after shutdown"
+_EXITING = "cannot schedule new futures after interpreter shutdown"
+_BROKEN = "a thread initializer failed, the thread pool is not usable anymore"
+_names = itertools.count()
+
+# Set once the interpreter starts to exit (see _at_exit); read without a lock.
+_exiting = False
+
+
+class _ExecutorFuture(Future[Any]):
+    """A future whose ``cancel()`` while it runs interrupts the job (private)."""
+
+    _tunnypy_call: _Call | None
+
+    def cancel(self) -> bool:
+        # Future.cancel() runs the done-callbacks before this returns, and
+        # may return True again for a future already cancelled: _State.left()
+        # decides, once, who accounts for the call.
+        if super().cancel():
+            call = self._tunnypy_call
+            if call is not None:
+                call.state.cancelled(call)
+            return True
+        call = self._tunnypy_call
+        if call is not None:
+            call.interrupt()
+        return False
+
+
+class _Call:
+    """One submitted call: what to run and the future its caller holds (private)."""
+
+    __slots__ = ("args", "fn", "future", "inner", "job", "kwargs", "state", "stuck")
+
+    def __init__(
+        self,
+        state: _State,
+        future: _ExecutorFuture,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.state = state
+        self.future = future
+        self.fn: Callable[..., Any] | None = fn
+        self.args = args
+        self.kwargs = kwargs
+        # The pool's future for this call, to take it out of the line when cancelled.
+        self.inner: Future[None] | None = None
+        # The pool's record of this call while a worker runs it (see interrupt()).
+        self.job: Job | None = None
+        # Whether it called shutdown(wait=True) on its own executor.
+        self.stuck = False
+
+    def run(self) -> None:
+        """Run on a worker thread: start the future, call, deliver, account."""
+        state = self.state
+        if not state.start(self):
+            return  # cancelled, or failed by a broken executor, while it waited
+        future = self.future
+        wrapper = current_wrapper()
+        # Before the future shows RUNNING, so that a cancel() that sees it
+        # running finds the job to interrupt.
+        self.job = wrapper.job if wrapper is not None else None
+        _local.calls.append(self)
+        try:
+            if future.set_running_or_notify_cancel():
+                fn = self.fn
+                assert fn is not None
+                try:
+                    result = fn(*self.args, **self.kwargs)
+                except BaseException as exc:
+                    _settle(future, exc, error=True)
+                    raise  # for the pool, which counts it failed
+                _settle(future, result, error=False)
+        finally:
+            _local.calls.pop()
+            # Keep nothing of the call alive through the future or the pool's job.
+            self.job = self.fn = self.inner = None
+            self.args = ()
+            self.kwargs = {}
+            future._tunnypy_call = None
+            state.finished(self.stuck)
+
+    def interrupt(self) -> None:
+        """
+        Make :func:`tunnypy.interrupted` true inside this call's running job.
+
+        The one place the executor leans on the pool's internals: a job's
+        ``withdrawn`` flag is what ``interrupted()`` reads. A submitted job's
+        outcome goes through its future, which never reads the flag, and a
+        job is never reused, so setting it after the job ended is harmless.
+        """
+        job = self.job
+        if job is not None:
+            job.withdrawn = True
+
+
+def _settle(future: Future[Any], value: Any, *, error: bool) -> None:
+    try:
+        if error:
+            future.set_exception(value)
+        else:
+            future.set_result(value)
+    except InvalidStateError:
+        pass  # the caller resolved the future itself while the call ran
+
+
+class _Local(threading.local):
+    def __init__(self) -> None:
+        # The calls this thread is running, innermost last.
+        self.calls: list[_Call] = []
+
+
+def _running_call(state: _State) -> _Call | None:
+    """The call of *state* this thread is running, if any."""
+    for call in reversed(_local.calls):
+        if call.state is state:
+            return call
+    return None
+
+
+_local = _Local()
+
+
+class _Worker(BaseWorker["_Call", None]):
+    """Runs calls; names its thread and runs the initializer before the first (private)."""
+
+    __slots__ = ("index", "ready", "state")
+
+    def __init__(self, state: _State, index: int) -> None:
+        self.state = state
+        self.index = index
+        self.ready = False
+
+    def process(self, payload: _Call) -> None:
+        if not self.ready:
+            self.ready = True
+            if not self._start():
+                self.state.break_()  # this call too: it was waiting
+                return
+        payload.run()
+
+    def _start(self) -> bool:
+        """On the worker thread, before its first call: name it, run the initializer."""
+        state = self.state
+        threading.current_thread().name = f"{state.prefix}_{self.index}"
+        if state.initializer is None:
+            return True
+        try:
+            state.initializer(*state.initargs)
+        except BaseException:
+            log.exception("executor_initializer_failed", thread=threading.current_thread().name)
+            return False
+        return True
+
+
+class _State:
+    """What an executor's calls and threads share; outlives a dropped Executor (private)."""
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        max_waiting: int | None,
+        when_full: WhenFull,
+        prefix: str,
+        initializer: Callable[..., object] | None,
+        initargs: tuple[Any, ...],
+    ) -> None:
+        lock = threading.Lock()
+        # Two conditions on one lock: notify() must wake a waiter of the
+        # right kind, and submitters blocked for room outnumber the rest.
+        self.lock = lock
+        self.room = threading.Condition(lock)
+        self.drained = threading.Condition(lock)
+        self.max_waiting = max_waiting
+        self.when_full = when_full
+        self.prefix = prefix
+        self.initializer = initializer
+        self.initargs = initargs
+        # Submitted and not started, in order; a dict for O(1) removal.
+        self.waiting: dict[_Call, None] = {}
+        # Submitted (into the pool) and not finished.
+        self.unfinished = 0
+        # Unfinished calls that called shutdown(wait=True) on this executor:
+        # they may wait for each other, so no call waits for them there.
+        self.stuck = 0
+        # Calls blocked in submit() for room from inside one of this executor's calls.
+        self.blocked_inside = 0
+        self.shutdown = False
+        self.refusal = _SHUTDOWN
+        self.broken: str | None = None
+        self.next_index = itertools.count()
+        self.pool: Pool[_Call, None] = Pool(size, self.new_worker)
+
+    def new_worker(self) -> _Worker:
+        return _Worker(self, next(self.next_index))
+
+    # -- submit -------------------------------------------------------------
+
+    def submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[Any]:
+        future = _ExecutorFuture()
+        future._tunnypy_call = None
+        with self.lock:
+            while True:
+                self._check_open()
+                limit = self.max_waiting
+                if limit is None or len(self.waiting) < limit:
+                    call = _Call(self, future, fn, args, kwargs)
+                    future._tunnypy_call = call
+                    try:
+                        # Under the lock, so that no cancel() or break_() sees
+                        # the call before ``inner`` is set. Pool.submit never waits.
+                        call.inner = self.pool.submit(call)
+                    except BaseException:
+                        self.room.notify()  # the room this caller may have been woken for
+                        raise
+                    self.waiting[call] = None
+                    self.unfinished += 1
+                    return future
+                if self.when_full == "raise":
+                    msg = f"executor has {len(self.waiting)} calls waiting (max_waiting={limit})"
+                    raise PoolBusyError(msg)
+                if self.when_full == "caller_runs":
+                    break
+                self._wait_for_room()
+        # Full, and the caller runs it (Java's CallerRunsPolicy).
+        if future.set_running_or_notify_cancel():
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                _settle(future, exc, error=True)
+            else:
+                _settle(future, result, error=False)
+        return future
+
+    def _wait_for_room(self) -> None:
+        """Under the lock: wait for a waiting call to start, unless that would be forever."""
+        if _running_call(self) is None:
+            self.room.wait()
+            return
+        # Only workers take calls from the line: if each of them waits here,
+        # none ever will.
+        if self.blocked_inside + 1 >= self.pool.size:
+            msg = "every worker of this executor would wait for room to submit to it"
+            raise PoolDeadlockError(msg)
+        self.blocked_inside += 1
+        try:
+            self.room.wait()
+        finally:
+            self.blocked_inside -= 1
+
+    def _check_open(self) -> None:
+        if self.broken is not None:
+            raise BrokenThreadPool(self.broken)
+        if self.shutdown:
+            raise RuntimeError(self.refusal)
+        if _exiting:
+            raise RuntimeError(_EXITING)
+
+    # -- a call's way through -----------------------------------------------
+
+    def start(self, call: _Call) -> bool:
+        """A worker takes *call*: whether it is still to run."""
+        with self.lock:
+            if self.waiting.pop(call, self) is self:
+                return False  # removed (and accounted for) by whoever removed it
+            self.room.notify()
+            return True
+
+    def finished(self, stuck: bool) -> None:
+        with self.lock:
+            self.unfinished -= 1
+            self.stuck -= stuck
+            self._after_change()
+
+    def cancelled(self, call: _Call) -> None:
+        """*call*'s future was cancelled while it waited."""
+        with self.lock:
+            if self.waiting.pop(call, self) is self:
+                return  # a worker or break_() took it first
+            self.unfinished -= 1
+            self.room.notify()
+            self._after_change()
+        inner = call.inner
+        call.inner = call.fn = None
+        call.args = ()
+        call.kwargs = {}
+        if inner is not None:
+            inner.cancel()  # out of the pool's line
+
+    def _after_change(self) -> None:
+        """Under the lock: wake shutdown waiters, close the pool once drained."""
+        if self.unfinished <= self.stuck:
+            self.drained.notify_all()
+        if self.unfinished == 0 and (self.shutdown or self.broken is not None):
+            # Safe from inside a job, and does not wait with wait=False.
+            self.pool.close(wait=False)
+
+    def break_(self) -> None:
+        """An initializer failed: fail every waiting call, refuse new ones."""
+        with self.lock:
+            if self.broken is None:
+                self.broken = _BROKEN
+            self.room.notify_all()  # blocked submitters raise BrokenThreadPool
+            failed = list(self.waiting)
+            self.waiting.clear()
+            self.unfinished -= len(failed)
+            self._after_change()
+        for call in failed:
+            call.future._tunnypy_call = None
+            _settle(call.future, BrokenThreadPool(_BROKEN), error=True)
+            inner = call.inner
+            call.inner = call.fn = None
+            if inner is not None:
+                inner.cancel()
+
+    # -- shutdown -----------------------------------------------------------
+
+    def shut(self, wait: bool, cancel_futures: bool, refusal: str = _SHUTDOWN) -> None:
+        with self.lock:
+            if not self.shutdown:
+                self.shutdown = True
+                self.refusal = refusal
+            self.room.notify_all()  # submitters blocked for room raise
+            to_cancel = list(self.waiting) if cancel_futures else []
+        for call in to_cancel:
+            call.future.cancel()
+        with self.lock:
+            self._after_change()
+            if not wait:
+                return
+            mine = _running_call(self)
+            if mine is None:
+                while self.unfinished:
+                    self.drained.wait()
+            else:
+                # A call that shuts its own executor waits for the others
+                # only, and not for those doing the same: they may be waiting for it.
+                if not mine.stuck:
+                    mine.stuck = True
+                    self.stuck += 1
+                    self._after_change()
+                while self.unfinished > self.stuck:
+                    self.drained.wait()
+        self.pool.close(wait=True)
+
+
+def _check_positive(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name} must be a positive int (got {type(value).__name__} {value!r})"
+        raise TypeError(msg)
+    if value < 1:
+        msg = f"{name} must be a positive int (got {value!r})"
+        raise ValueError(msg)
+    return value
+
+
+def _default_workers() -> int:
+    count = getattr(os, "process_cpu_count", os.cpu_count)()
+    return min(32, (count or 1) + 4)
+
+
+@final
+class Executor(ThreadPoolExecutor):
+    """
+    A ``concurrent.futures`` executor whose threads are a resizable tunnypy pool.
+
+    Behaves like :class:`concurrent.futures.ThreadPoolExecutor` (same
+    arguments and defaults, same errors), and adds three things: the number of
+    threads can change at any time (:meth:`set_max_workers`), the calls
+    waiting for a thread can be bounded (*max_waiting*, *when_full*), and
+    cancelling a running call's future interrupts it
+    (:func:`tunnypy.interrupted` turns true inside it; ``cancel()`` still
+    returns ``False``, as a running future's must).
+
+    It subclasses ``ThreadPoolExecutor`` only so that asyncio accepts it as
+    the loop's default executor (``loop.set_default_executor`` refuses any
+    other class on Python 3.11 to 3.13). It overrides every public method and
+    never calls ``ThreadPoolExecutor.__init__``: none of its attributes,
+    threads or queue exist, and its private methods are not to be called.
+
+    Args:
+        max_workers: How many worker threads; ``None`` for
+            ``min(32, cpu count + 4)``, as ``ThreadPoolExecutor``.
+        max_waiting: At most this many calls (at least 1) wait for a thread; ``None`` for
+            no limit (``ThreadPoolExecutor``'s unbounded queue).
+        when_full: What :meth:`submit` does when *max_waiting* calls wait:
+            ``"block"`` waits for room, ``"raise"`` raises
+            :class:`PoolBusyError`, ``"caller_runs"`` runs the call in the
+            calling thread and returns its finished future.
+        thread_name_prefix: Worker threads are named ``<prefix>_<n>``.
+        initializer: Called with *initargs* on each worker thread before its
+            first call. If it raises, the executor is broken: that call, the
+            waiting ones and later submits fail with ``BrokenThreadPool``.
+        initargs: Arguments for *initializer*.
+
+    Raises:
+        TypeError, ValueError: An argument is invalid; nothing was started.
+
+    Not guaranteed: threads cannot be killed. A cancelled running call runs
+    on until it checks :func:`tunnypy.interrupted` or returns. A thread
+    takes its name, and runs the initializer, when it takes its first call.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        max_waiting: int | None = None,
+        when_full: WhenFull = "block",
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> None:
+        size = (
+            _default_workers()
+            if max_workers is None
+            else _check_positive(max_workers, "max_workers")
+        )
+        if max_waiting is not None:
+            max_waiting = _check_positive(max_waiting, "max_waiting")
+        if when_full not in _WHEN_FULL:
+            msg = f"when_full must be 'block', 'raise' or 'caller_runs' (got {when_full!r})"
+            raise ValueError(msg)
+        if not isinstance(thread_name_prefix, str):
+            kind = type(thread_name_prefix).__name__
+            msg = f"thread_name_prefix must be a str (got {kind})"
+            raise TypeError(msg)
+        if initializer is not None and not callable(initializer):
+            msg = f"initializer must be callable or None (got {type(initializer).__name__})"
+            raise TypeError(msg)
+        if not isinstance(initargs, tuple):
+            msg = f"initargs must be a tuple (got {type(initargs).__name__})"
+            raise TypeError(msg)
+        prefix = thread_name_prefix or f"TunnypyExecutor-{next(_names)}"
+        state = _State(
+            size,
+            max_waiting=max_waiting,
+            when_full=when_full,
+            prefix=prefix,
+            initializer=initializer,
+            initargs=initargs,
+        )
+        self._state = state
+        _live.add(state)
+        self._finalizer = weakref.finalize(self, state.shut, False, False)
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """
+        Schedule ``fn(*args, **kwargs)`` and return its future.
+
+        When *max_waiting* calls already wait, does what *when_full* says.
+
+        Raises:
+            RuntimeError: The executor was shut down (also while blocked for room).
+            BrokenThreadPool: An initializer failed.
+            PoolBusyError: The line is full and *when_full* is ``"raise"``.
+            TypeError: *fn* is not callable.
+        """
+        if not callable(fn):
+            msg = f"fn must be callable (got {type(fn).__name__})"
+            raise TypeError(msg)
+        return self._state.submit(fn, args, kwargs)
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[object],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Generator[T, None, None]:
+        """
+        Like ``map(fn, *iterables)``, the calls run on the executor.
+
+        As Python 3.14's ``Executor.map``, on every Python: with
+        *buffersize*, the input is read lazily, *buffersize* calls ahead of
+        the results yielded (one more while a result is awaited); without it,
+        every call is submitted at once. *chunksize* is accepted and ignored,
+        as by ``ThreadPoolExecutor``.
+
+        Raises:
+            TimeoutError: From the iterator, when a result is not ready
+                *timeout* seconds after ``map()`` was called; the calls not
+                yet done are cancelled (interrupted if running).
+            Exception: From the iterator, what ``fn`` raised for that item.
+            TypeError, ValueError: An argument is invalid; nothing was submitted.
+        """
+        if not callable(fn):
+            msg = f"fn must be callable (got {type(fn).__name__})"
+            raise TypeError(msg)
+        if timeout is not None:
+            timeout = check_timeout(timeout, "timeout")
+        _check_positive(chunksize, "chunksize")
+        if buffersize is not None:
+            _check_positive(buffersize, "buffersize")
+        end_time = None if timeout is None else time.monotonic() + timeout
+        args_iter = zip(*iterables, strict=False)
+        submit = self.submit
+        fs: deque[Future[T]] = deque(
+            submit(fn, *args) for args in itertools.islice(args_iter, buffersize)
+        )
+        executor_ref = weakref.ref(self)
+        return _results(
+            fs,
+            end_time=end_time,
+            fn=fn,
+            args_iter=args_iter,
+            buffersize=buffersize,
+            executor_ref=executor_ref,
+        )
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """
+        Refuse new calls; calls already submitted still run, unless *cancel_futures*.
+
+        Safe to call twice, and from inside a call (which then waits for the
+        other calls only). Submitters blocked by *max_waiting* get
+        ``RuntimeError``.
+
+        Args:
+            wait: Wait until every submitted call has finished and the
+                worker threads have ended.
+            cancel_futures: Cancel the calls that have not started.
+        """
+        self._state.shut(bool(wait), bool(cancel_futures))
+
+    @property
+    def max_workers(self) -> int:
+        """How many worker threads the executor has (what it was last asked for)."""
+        return self._state.pool.size
+
+    def set_max_workers(self, n: int) -> None:
+        """
+        Grow or shrink to *n* worker threads, at once and under load.
+
+        As :meth:`Pool.set_size`: new threads serve waiting calls at once;
+        idle threads leave first, busy ones when their call returns; no call
+        is lost or run twice.
+
+        Raises:
+            RuntimeError: The executor was shut down.
+            TypeError, ValueError: *n* is not a positive int; nothing changed.
+        """
+        n = _check_positive(n, "n")
+        state = self._state
+        with state.lock:
+            # Under the lock, so that no shutdown closes the pool meanwhile.
+            if state.shutdown:
+                msg = "cannot resize an executor after shutdown"
+                raise RuntimeError(msg)
+            state.pool.set_size(n)
+
+    def stats(self) -> PoolStats:
+        """A snapshot of the executor's pool: sizes and counters (see :class:`PoolStats`)."""
+        return self._state.pool.stats()
+
+    def __repr__(self) -> str:
+        state = self._state
+        pool = state.pool
+        if state.broken is not None:
+            status = "broken"
+        elif state.shutdown:
+            status = "shut down"
+        else:
+            status = f"max_workers={pool.size}"
+        return f"<Executor {status} waiting={len(state.waiting)}>"
+
+
+def _results(
+    fs: deque[Future[T]],
+    *,
+    end_time: float | None,
+    fn: Callable[..., T],
+    args_iter: Iterator[tuple[object, ...]],
+    buffersize: int | None,
+    executor_ref: weakref.ref[Executor],
+) -> Generator[T, None, None]:
+    # A generator apart from map(), so that map() submits before the first next().
+    try:
+        fs.reverse()
+        while fs:
+            if buffersize and (executor := executor_ref()) is not None:
+                args = next(args_iter, None)
+                if args is not None:
+                    fs.appendleft(executor.submit(fn, *args))
+                del executor
+            timeout = None if end_time is None else end_time - time.monotonic()
+            yield _result_or_cancel(fs.pop(), timeout)
+    finally:
+        for future in fs:
+            future.cancel()
+
+
+def _result_or_cancel(future: Future[T], timeout: float | None) -> T:
+    try:
+        try:
+            return future.result(timeout)
+        finally:
+            future.cancel()
+    finally:
+        del future  # no reference to a failed future's traceback from this frame
+
+
+# Executors with calls or threads, so interpreter exit can wait for their calls.
+_live: weakref.WeakSet[_State] = weakref.WeakSet()
+
+
+def _at_exit() -> None:
+    # As ThreadPoolExecutor: at exit, refuse new calls and run every call
+    # already submitted. Registered after the pool's own exit hook, so it
+    # runs first (they run in reverse), while the pools still serve.
+    global _exiting
+    _exiting = True
+    states = list(_live)
+    for state in states:
+        state.shut(False, False, _EXITING)
+    for state in states:
+        state.shut(True, False, _EXITING)
+
+
+def _after_fork_in_child() -> None:
+    # The child has the executors but none of their threads (see _core).
+    for state in list(_live):
+        lock = state.lock = threading.Lock()
+        state.room = threading.Condition(lock)
+        state.drained = threading.Condition(lock)
+        state.shutdown = True
+        state.refusal = "executor cannot be used in a forked child process"
+        state.waiting.clear()
+        state.unfinished = 0
+        state.stuck = 0
+
+
+threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
+os.register_at_fork(after_in_child=_after_fork_in_child)
