@@ -49,6 +49,7 @@ class PoolDeadlockError(TunnypyError, RuntimeError):
 
     A job called its own pool while every worker was waiting on that same
     pool; a :class:`Limiter` task called ``run()`` while every slot was held
-    by a task waiting in ``run()``; or a :class:`SingleFlight` function called
-    ``do()`` on its own key.
+    by a task waiting in ``run()``; a :class:`SingleFlight` function called
+    ``do()`` on its own key; or every worker of an :class:`Executor` would
+    wait in ``submit()`` for room in its line.
     """
