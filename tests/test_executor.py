@@ -7,11 +7,14 @@ import functools
 import gc
 import itertools
 import os
+import subprocess
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Iterator
 from concurrent.futures.thread import BrokenThreadPool
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -688,3 +691,56 @@ class TestStats:
         stats = executor.stats()
         assert isinstance(stats, tunnypy.PoolStats)
         assert (stats.size, stats.completed, stats.failed) == (2, 1, 1)
+
+
+EXIT_PROGRAM = """
+import threading
+import tunnypy
+
+executor = tunnypy.Executor(1)
+started = threading.Event()
+
+def job(i):
+    if i == 0:
+        started.set()
+        # Runs on while the interpreter begins to exit, which refuses new calls.
+        pause = threading.Event()
+        for _ in range(10000):
+            try:
+                executor.submit(int)
+            except RuntimeError as exc:
+                print("refused:", exc, flush=True)
+                break
+            pause.wait(0.001)
+    print("done", i, flush=True)
+
+for i in range(3):
+    executor.submit(job, i)
+started.wait(10)
+print("exiting", flush=True)
+"""
+
+
+class TestExit:
+    """Interpreter exit without shutdown(), as ThreadPoolExecutor."""
+
+    def test_exit_runs_running_and_pending_calls(self) -> None:
+        """At exit new calls are refused; the running call and the pending ones run."""
+        completed = subprocess.run(
+            [sys.executable, "-c", EXIT_PROGRAM],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=WAIT * 3,
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stderr
+        assert completed.stdout.split("\n") == [
+            "exiting",
+            "refused: cannot schedule new futures after interpreter shutdown",
+            "done 0",
+            "done 1",
+            "done 2",
+            "",
+        ]
+        assert completed.stderr == ""

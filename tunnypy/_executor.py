@@ -62,7 +62,7 @@ class _ExecutorFuture(Future[Any]):
 
     def cancel(self) -> bool:
         # Future.cancel() runs the done-callbacks before this returns, and
-        # may return True again for a future already cancelled: _State.left()
+        # may return True again for a future already cancelled: _State.cancelled()
         # decides, once, who accounts for the call.
         if super().cancel():
             call = self._tunnypy_call
@@ -70,7 +70,7 @@ class _ExecutorFuture(Future[Any]):
                 call.state.cancelled(call)
             return True
         call = self._tunnypy_call
-        if call is not None:
+        if call is not None and self.running():
             call.interrupt()
         return False
 
