@@ -528,6 +528,8 @@ class TestInitializer:
         executor.shutdown()
         assert repr(executor) == "<Executor broken waiting=0>"
         assert executor.stats().workers == 0
+        # None ran: the pool counts them cancelled.
+        assert (executor.stats().completed, executor.stats().cancelled) == (0, 3)
 
 
 class TestCollected:
@@ -744,3 +746,51 @@ class TestExit:
             "",
         ]
         assert completed.stderr == ""
+
+
+class TestStorm:
+    """Submits, cancels, resizes and a shutdown racing each other."""
+
+    def test_nothing_lost_or_stuck(self) -> None:
+        """Every future ends, with its result unless cancelled; stats agree; shutdown returns."""
+        executor = tunnypy.Executor(2, max_waiting=4)
+        futures: list[cf.Future[int]] = []
+        lock = threading.Lock()
+        producing = threading.Barrier(5, timeout=WAIT)
+        stop = threading.Event()
+
+        def produce(base: int) -> None:
+            producing.wait()
+            for i in range(200):
+                future = executor.submit(int, str(base + i))
+                with lock:
+                    futures.append(future)
+
+        def disturb() -> None:
+            producing.wait()
+            for step in itertools.count():
+                if stop.is_set():
+                    return
+                executor.set_max_workers(1 + step % 4)
+                with lock:
+                    victims = futures[-3:]
+                for future in victims:
+                    future.cancel()
+
+        producers = [Call(produce, base) for base in (0, 1000, 2000, 3000)]
+        disturber = Call(disturb)
+        for producer in producers:
+            producer.wait()
+        stop.set()
+        disturber.wait()
+        closer = Call(executor.shutdown)
+        closer.wait()
+        assert len(futures) == 800
+        for future in futures:
+            assert future.done()
+            if not future.cancelled():
+                assert isinstance(future.result(0), int)
+        stats = executor.stats()
+        assert stats.workers == 0
+        cancelled = sum(f.cancelled() for f in futures)
+        assert (stats.completed, stats.cancelled) == (800 - cancelled, cancelled)

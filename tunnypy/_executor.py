@@ -28,7 +28,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, InvalidStateError, ThreadPoolExecutor
 from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, Literal, ParamSpec, TypeVar, final
 
@@ -104,7 +104,9 @@ class _Call:
         """Run on a worker thread: start the future, call, deliver, account."""
         state = self.state
         if not state.start(self):
-            return  # cancelled, or failed by a broken executor, while it waited
+            # Cancelled, or failed by a broken executor, while it waited.
+            self._skipped()
+            return
         future = self.future
         wrapper = current_wrapper()
         # Before the future shows RUNNING, so that a cancel() that sees it
@@ -112,15 +114,17 @@ class _Call:
         self.job = wrapper.job if wrapper is not None else None
         _local.calls.append(self)
         try:
-            if future.set_running_or_notify_cancel():
-                fn = self.fn
-                assert fn is not None
-                try:
-                    result = fn(*self.args, **self.kwargs)
-                except BaseException as exc:
-                    _settle(future, exc, error=True)
-                    raise  # for the pool, which counts it failed
-                _settle(future, result, error=False)
+            if not future.set_running_or_notify_cancel():
+                self._skipped()
+                return
+            fn = self.fn
+            assert fn is not None
+            try:
+                result = fn(*self.args, **self.kwargs)
+            except BaseException as exc:
+                _settle(future, exc, error=True)
+                raise  # for the pool, which counts it failed
+            _settle(future, result, error=False)
         finally:
             _local.calls.pop()
             # Keep nothing of the call alive through the future or the pool's job.
@@ -129,6 +133,14 @@ class _Call:
             self.kwargs = {}
             future._tunnypy_call = None
             state.finished(self.stuck)
+
+    def _skipped(self) -> None:
+        # The pool counts a job whose future its caller resolved while it ran
+        # as cancelled: so resolve the pool's future for a call not run.
+        inner = self.inner
+        self.inner = None
+        if inner is not None:
+            _settle(inner, CancelledError(), error=True)
 
     def interrupt(self) -> None:
         """
@@ -185,8 +197,7 @@ class _Worker(BaseWorker["_Call", None]):
         if not self.ready:
             self.ready = True
             if not self._start():
-                self.state.break_()  # this call too: it was waiting
-                return
+                self.state.break_()  # this call too: run() finds it gone
         payload.run()
 
     def _start(self) -> bool:
@@ -330,23 +341,8 @@ class _State:
         with self.lock:
             if self.waiting.pop(call, self) is self:
                 return  # a worker or break_() took it first
-            self.unfinished -= 1
             self.room.notify()
-            self._after_change()
-        inner = call.inner
-        call.inner = call.fn = None
-        call.args = ()
-        call.kwargs = {}
-        if inner is not None:
-            inner.cancel()  # out of the pool's line
-
-    def _after_change(self) -> None:
-        """Under the lock: wake shutdown waiters, close the pool once drained."""
-        if self.unfinished <= self.stuck:
-            self.drained.notify_all()
-        if self.unfinished == 0 and (self.shutdown or self.broken is not None):
-            # Safe from inside a job, and does not wait with wait=False.
-            self.pool.close(wait=False)
+        self._drop([call])
 
     def break_(self) -> None:
         """An initializer failed: fail every waiting call, refuse new ones."""
@@ -356,15 +352,35 @@ class _State:
             self.room.notify_all()  # blocked submitters raise BrokenThreadPool
             failed = list(self.waiting)
             self.waiting.clear()
-            self.unfinished -= len(failed)
-            self._after_change()
         for call in failed:
             call.future._tunnypy_call = None
             _settle(call.future, BrokenThreadPool(_BROKEN), error=True)
+        self._drop(failed)
+
+    def _drop(self, calls: list[_Call]) -> None:
+        """Take *calls*, removed from ``waiting``, out of the pool's line; stop counting them."""
+        for call in calls:
+            call.fn = None
+            call.args = ()
+            call.kwargs = {}
             inner = call.inner
-            call.inner = call.fn = None
             if inner is not None:
+                # One a worker took already is resolved by run(), which
+                # finds the call gone.
                 inner.cancel()
+        # Only now: a pool closed while they were in its line would count
+        # them refused.
+        with self.lock:
+            self.unfinished -= len(calls)
+            self._after_change()
+
+    def _after_change(self) -> None:
+        """Under the lock: wake shutdown waiters, close the pool once drained."""
+        if self.unfinished <= self.stuck:
+            self.drained.notify_all()
+        if self.unfinished == 0 and (self.shutdown or self.broken is not None):
+            # Safe from inside a job, and does not wait with wait=False.
+            self.pool.close(wait=False)
 
     # -- shutdown -----------------------------------------------------------
 
