@@ -794,3 +794,39 @@ class TestStorm:
         assert stats.workers == 0
         cancelled = sum(f.cancelled() for f in futures)
         assert (stats.completed, stats.cancelled) == (800 - cancelled, cancelled)
+
+    def test_shutdown_racing_blocked_submitters(self) -> None:
+        """A shutdown amid blocked submitters: each gets RuntimeError or a future that ends."""
+        executor = tunnypy.Executor(2, max_waiting=2)
+        futures: list[cf.Future[int]] = []
+        refused: list[RuntimeError] = []
+        lock = threading.Lock()
+        producing = threading.Barrier(5, timeout=WAIT)
+
+        def produce(base: int) -> None:
+            producing.wait()
+            for i in range(500):
+                try:
+                    future = executor.submit(int, str(base + i))
+                except RuntimeError as exc:
+                    with lock:
+                        refused.append(exc)
+                    return
+                with lock:
+                    futures.append(future)
+
+        producers = [Call(produce, base) for base in (0, 1000, 2000, 3000)]
+        producing.wait()
+        wait_for(lambda: len(futures) >= 50, "some calls to be submitted")
+        executor.shutdown(wait=True, cancel_futures=True)
+        for producer in producers:
+            producer.wait()
+        assert all(str(exc) == SHUTDOWN for exc in refused)
+        for future in futures:
+            assert future.done()
+            if not future.cancelled():
+                assert isinstance(future.result(0), int)
+        stats = executor.stats()
+        cancelled = sum(f.cancelled() for f in futures)
+        assert (stats.completed, stats.cancelled) == (len(futures) - cancelled, cancelled)
+        assert stats.workers == 0

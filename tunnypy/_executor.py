@@ -270,15 +270,21 @@ class _State:
                 if limit is None or len(self.waiting) < limit:
                     call = _Call(self, future, fn, args, kwargs)
                     future._tunnypy_call = call
-                    try:
-                        # Under the lock, so that no cancel() or break_() sees
-                        # the call before ``inner`` is set. Pool.submit never waits.
-                        call.inner = self.pool.submit(call)
-                    except BaseException:
-                        self.room.notify()  # the room this caller may have been woken for
-                        raise
+                    # Listed before the pool has it: a worker may start it at once.
                     self.waiting[call] = None
                     self.unfinished += 1
+                    try:
+                        # Under the lock, so that no cancel_futures or break_()
+                        # sees the call before ``inner`` is set. Pool.submit
+                        # never waits.
+                        call.inner = self.pool.submit(call)
+                    except BaseException:
+                        # Refused, or Ctrl-C (a worker may have it: one of us
+                        # takes it out of ``waiting``, see start()).
+                        if self.waiting.pop(call, self) is not self:
+                            self.unfinished -= 1
+                        self.room.notify()  # pass on the room this caller may have been woken for
+                        raise
                     return future
                 if self.when_full == "raise":
                     msg = f"executor has {len(self.waiting)} calls waiting (max_waiting={limit})"
@@ -324,11 +330,15 @@ class _State:
 
     def start(self, call: _Call) -> bool:
         """A worker takes *call*: whether it is still to run."""
-        with self.lock:
-            if self.waiting.pop(call, self) is self:
-                return False  # removed (and accounted for) by whoever removed it
-            self.room.notify()
-            return True
+        # Without the lock: a dict's pop() is atomic, so exactly one of the
+        # worker, cancel() and break_() takes a call out of ``waiting``, and
+        # whoever does accounts for it. The submitter may still hold the lock.
+        if self.waiting.pop(call, self) is self:
+            return False
+        if self.max_waiting is not None:
+            with self.lock:
+                self.room.notify()
+        return True
 
     def finished(self, stuck: bool) -> None:
         with self.lock:
@@ -350,8 +360,9 @@ class _State:
             if self.broken is None:
                 self.broken = _BROKEN
             self.room.notify_all()  # blocked submitters raise BrokenThreadPool
-            failed = list(self.waiting)
-            self.waiting.clear()
+            waiting = self.waiting
+            # One pop() each: a worker may be taking one at the same time (see start()).
+            failed = [call for call in list(waiting) if waiting.pop(call, self) is not self]
         for call in failed:
             call.future._tunnypy_call = None
             _settle(call.future, BrokenThreadPool(_BROKEN), error=True)
@@ -464,6 +475,10 @@ class Executor(ThreadPoolExecutor):
 
     Raises:
         TypeError, ValueError: An argument is invalid; nothing was started.
+
+    Unlike ``ThreadPoolExecutor``, all *max_workers* threads start with the
+    executor, and a call runs in a copy of the submitter's ``contextvars``
+    context (as :meth:`Pool.submit` jobs do).
 
     Not guaranteed: threads cannot be killed. A cancelled running call runs
     on until it checks :func:`tunnypy.interrupted` or returns. A thread
