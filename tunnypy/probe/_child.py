@@ -7,12 +7,12 @@ each measurement in a fresh subprocess so that memory freed by one run
 cannot hide the cost of the next, and so that a run that hits a limit (or
 the OOM killer) cannot take the caller down with it.
 
-A child is started as ``python -m tunnypy._probe SPEC`` with a JSON spec. It
+A child is started as ``python -m tunnypy.probe._child SPEC`` with a JSON spec. It
 writes ``progress N`` lines while it starts threads and one ``result JSON``
 line at the end.
 
-Nothing here is imported by ``tunnypy`` itself; the CLI in ``__main__``
-imports it on demand.
+Nothing here is imported by ``tunnypy`` itself; only the CLI (``_cli``)
+imports it.
 """
 
 from __future__ import annotations
@@ -415,7 +415,7 @@ def run_child(
     Raises:
         ChildFailedError: The child died or printed no result; the message says how.
     """
-    command = [sys.executable, "-m", "tunnypy._probe", json.dumps(spec)]
+    command = [sys.executable, "-m", "tunnypy.probe._child", json.dumps(spec)]
     progress = 0
     result: dict[str, Any] | None = None
     # A file, not a pipe: a child writing much to stderr must not block until the watchdog.
@@ -616,7 +616,7 @@ def _start_threads(count: int, report: Callable[[int], None] | None) -> Callable
 
 
 def _start_workers(count: int, report: Callable[[int], None] | None) -> Callable[[], object]:
-    from ._pool import Pool  # noqa: PLC0415 - the child only
+    from .. import Pool  # noqa: PLC0415 - the child only
 
     pool = Pool.from_callback(0)
     step = max(1, count // 100)
