@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tunnypy.probe import _child, main
-from tunnypy.probe._cli import build_parser, render
+from tunnypy.probe import _child, _cli, _limits, main
+from tunnypy.probe._cli import build_parser
+from tunnypy.probe._report import render
 
 LIMIT_NAMES = [
     "RLIMIT_NPROC",
@@ -256,12 +257,12 @@ class TestParseSize:
     )
     def test_units(self, text: str, expected: int) -> None:
         """K, M and G are powers of 1024; a trailing B or iB is allowed."""
-        assert expected == _child.parse_size(text)
+        assert expected == _cli.parse_size(text)
 
     def test_rejects_junk(self) -> None:
         """Anything else raises ValueError naming it."""
         with pytest.raises(ValueError, match=r"\(got '1.5M'\)$"):
-            _child.parse_size("1.5M")
+            _cli.parse_size("1.5M")
 
 
 class TestLimits:
@@ -274,21 +275,21 @@ class TestLimits:
             {"name": "b", "room": None},
             {"name": "c", "room": 3},
         ]
-        assert _child.estimate(limits)["name"] == "c"  # type: ignore[index]
-        assert _child.estimate([{"name": "b", "room": None}]) is None
+        assert _limits.estimate(limits)["name"] == "c"  # type: ignore[index]
+        assert _limits.estimate([{"name": "b", "room": None}]) is None
 
     def test_diagnose_names_the_full_limit(self) -> None:
         """The limit one more thread would cross is the likely cause."""
-        limits = _child.read_limits({"maps": 2.0, "rss": 16384.0, "vm": 8 << 20})
+        limits = _limits.read_limits({"maps": 2.0, "rss": 16384.0, "vm": 8 << 20})
         by_name = {limit["name"]: limit for limit in limits}
         full_maps = by_name["vm.max_map_count"]["value"] - 1
         state = {"maps": full_maps, "system_threads": 100, "vm": 1 << 30}
-        assert _child.diagnose(limits, state, {"rss": 16384.0}) == "vm.max_map_count"
-        assert _child.diagnose(limits, {"maps": 10, "system_threads": 100}, {}) is None
+        assert _limits.diagnose(limits, state, {"rss": 16384.0}) == "vm.max_map_count"
+        assert _limits.diagnose(limits, {"maps": 10, "system_threads": 100}, {}) is None
 
     def test_user_threads_counts_this_process(self) -> None:
         """RLIMIT_NPROC's count includes this process's threads."""
-        assert _child.user_threads(os.getuid()) >= 1
+        assert _limits.user_threads(os.getuid()) >= 1
 
 
 class TestSleepers:

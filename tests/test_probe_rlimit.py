@@ -19,7 +19,7 @@ from tunnypy.probe import _child, main
 AT_THE_EDGE = textwrap.dedent(
     """
     import json, os, resource, threading
-    from tunnypy.probe import _child
+    from tunnypy.probe import _child, _limits
 
     stack, page = 256 * 1024, os.sysconf("SC_PAGE_SIZE")
     threading.stack_size(stack)
@@ -31,7 +31,7 @@ AT_THE_EDGE = textwrap.dedent(
     runs = []
     for extra in (4096, 8192, 12288):
         room = stack + page + extra
-        limit = _child.snapshot()["vm"] + room
+        limit = _limits.snapshot()["vm"] + room
         spec = {"max": 100, "time_limit": 5, "stack_size": stack, "rlimit_as": limit}
         runs.append(_child._to_the_limit(spec))
         unlimited = resource.RLIM_INFINITY

@@ -3,6 +3,11 @@ The ``tunnypy`` command (``tunnypy probe``), apart from the library.
 
 ``import tunnypy`` never loads this package; the ``tunnypy`` script and
 ``python -m tunnypy`` call :func:`main`.
+
+- ``_cli``: the options, the run of the probe, ``main``.
+- ``_child``: one measurement in a fresh interpreter, and how the CLI reads it.
+- ``_limits``: reading the system and the limits on the thread count.
+- ``_report``: the progress display, the text report and the plot.
 """
 
 from __future__ import annotations
