@@ -18,12 +18,11 @@ from typing import Any, ParamSpec, TypeVar, cast, final
 
 import attrs
 
-from ._job import current_wrapper
+from ._job import Runner, current_runner
 from ._log import debug_enabled, log, safe_repr
 from ._pool import Pool
 from ._token import check_timeout, deadline_in
 from ._waker import wait_until
-from ._wrapper import WorkerWrapper
 from .exceptions import PoolDeadlockError
 
 __all__ = ["Limiter"]
@@ -89,7 +88,7 @@ class Limiter:
     _pool: Pool[Callable[[], object], object]
     _cond: threading.Condition
     _unfinished: int
-    _blocked: set[WorkerWrapper]
+    _blocked: set[Runner]
 
     def __init__(self, size: int) -> None:
         self._pool = Pool.from_callback(size)
@@ -116,8 +115,8 @@ class Limiter:
         """
         _check_fn(fn)
         task = _Task(fn, args, kwargs)
-        wrapper = current_wrapper()
-        if wrapper is None or wrapper.core is not self._pool._core:
+        wrapper = current_runner()
+        if wrapper is None or wrapper.line is not self._pool._line:
             return self._run(task)
         self._block(wrapper)
         task.on_start = functools.partial(self._unblock, wrapper)
@@ -138,14 +137,14 @@ class Limiter:
             future.result()  # the pool refused it: raises PoolClosedError
         return future
 
-    def _block(self, wrapper: WorkerWrapper) -> None:
+    def _block(self, wrapper: Runner) -> None:
         # A task waiting in run() holds its slot. Once every slot is held so,
         # nothing can free one: refuse the call that would make it so. A
         # retiring worker's slot is already given up, so its task may wait.
         with self._cond:
             if not wrapper.retiring:
                 held = 1 + sum(not w.retiring for w in self._blocked)
-                if held >= self._pool._core.active:
+                if held >= self._pool._line.active:
                     msg = (
                         "a task called run() on its own limiter while every slot is "
                         "held by a task waiting in run(); it would never start"
@@ -153,7 +152,7 @@ class Limiter:
                     raise PoolDeadlockError(msg)
             self._blocked.add(wrapper)
 
-    def _unblock(self, wrapper: WorkerWrapper) -> None:
+    def _unblock(self, wrapper: Runner) -> None:
         with self._cond:
             self._blocked.discard(wrapper)
 

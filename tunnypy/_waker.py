@@ -25,19 +25,14 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from ._job import Job
+from typing import Protocol
 
 __all__ = [
     "FD_BUDGET",
-    "CallerLocal",
     "FdWaker",
     "LockWaker",
     "Waker",
     "acquire_until",
-    "caller_waker",
     "cpus_usable",
     "fds_in_use",
     "new_fd_waker",
@@ -136,7 +131,7 @@ class FdWaker:
         # referenced, so its descriptor number cannot have been reused.
         # The defaults keep what this needs: at interpreter exit CPython sets
         # a module's ``_private`` globals to None before its other ones, and a
-        # waker freed in between (the main thread's, held by ``_tls``) raised.
+        # waker freed in between (the main thread's, held by ``_job._tls``) raised.
         global _fds_in_use
         _close(self._fd)
         with _lock:
@@ -215,39 +210,6 @@ def fds_in_use() -> int:
     return _fds_in_use
 
 
-class CallerLocal(threading.local):
-    """What a calling thread keeps between its calls: its eventfd waker and a spare job."""
-
-    # Class-level defaults: a thread-local lookup that misses costs ~0.6 µs.
-    # Only an eventfd waker is kept here. A lock waker belongs to a job
-    # (``Job.own_waker``): a lock wait retries inside C after a signal
-    # handler without looking at its job again, so a handler's call must
-    # never sleep on, and take the wake of, the lock its thread waits on.
-    waker: FdWaker | None = None
-    # The job of this thread's last call that ended normally, emptied, for
-    # its next call to reuse (see Pool.process). A call takes it out while
-    # it runs, so a call made on the same thread meanwhile (a signal
-    # handler's, a __del__'s) makes its own, with its own lock waker.
-    spare: Job | None = None
-
-
-_tls = CallerLocal()
-
-
-def caller_waker() -> FdWaker | None:
-    """
-    The calling thread's eventfd waker, made on first use and kept for the thread's life.
-
-    None while no eventfd can be had (the budget is spent, or there is no
-    eventfd); the call then sleeps on its job's own lock waker, and the
-    next call tries again.
-    """
-    waker = _tls.waker
-    if waker is None:
-        waker = _tls.waker = new_fd_waker()
-    return waker
-
-
 def cpus_usable() -> int:
     """How many CPUs this process may run on."""
     try:
@@ -285,13 +247,10 @@ def yield_until_free(lock: _thread.LockType) -> None:
 
 
 def _after_fork_in_child() -> None:
-    # The child shares its parent's eventfds; a wake written in one process
-    # would be read in the other. Forget every caller waker made before fork.
     # Another thread may have held the budget lock at fork: the child's copy
     # would stay locked for good. A raw lock may be released by any thread,
-    # and no other thread exists in the child.
-    global _tls
-    _tls = CallerLocal()
+    # and no other thread exists in the child. (The caller wakers made before
+    # fork are forgotten by ``_job``.)
     if _budget_lock.locked():
         _budget_lock.release()
 
