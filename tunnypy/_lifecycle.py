@@ -23,10 +23,10 @@ from typing import Any
 
 import attrs
 
+from ._checks import deadline_in
 from ._job import REJECTED, RUNNING, WAITING, Job
 from ._line import Line, Taker
 from ._log import debug_enabled, log
-from ._token import deadline_in
 from ._waker import LockWaker, Waker, acquire_until
 from ._worker import Worker, check_worker
 from ._worker_thread import WorkerThread

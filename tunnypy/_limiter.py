@@ -18,10 +18,10 @@ from typing import Any, ParamSpec, TypeVar, cast, final
 
 import attrs
 
+from ._checks import check_timeout, deadline_in
 from ._job import Runner, current_runner
 from ._log import debug_enabled, log, safe_repr
 from ._pool import Pool
-from ._token import check_timeout, deadline_in
 from ._waker import wait_until
 from .exceptions import PoolDeadlockError
 

@@ -104,7 +104,7 @@ class Line:
         *summoned* for it: a busy worker that comes back first may take the
         job instead, which beats waking a sleeper on another CPU. While
         that worker is on its way, later jobs only join the line, and the
-        summoned worker passes the summons on (``Runner._await_job``).
+        summoned worker passes the summons on (``answer_summons``).
         A burst of submits thus costs the submitter one wake, not one per
         job: a wake through an eventfd hands the GIL to the woken worker, and
         the submitter and its workers would take turns job by job.

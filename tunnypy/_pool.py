@@ -17,11 +17,12 @@ from concurrent.futures import Future
 from typing import Any, Generic, TypeVar, final
 
 from . import _job
+from ._checks import check_size, check_timeout
 from ._future import JobFuture
 from ._job import DONE, NO_CONTEXT, RUNNING, WAITING, Job, worker_tls
 from ._lifecycle import Lifecycle, PoolStats, awaited_at_exit, close_dropped_pool
 from ._line import CANCELLED, TIMED_OUT, Line
-from ._token import CancelToken, check_timeout
+from ._token import CancelToken
 from ._waker import Waker, yield_until_free
 from ._worker import CallbackWorker, FuncWorker, Worker
 from .exceptions import JobCancelledError, JobTimedOutError, TunnypyError
@@ -35,16 +36,6 @@ _monotonic = time.monotonic
 _INF = math.inf
 _MAX_FLOAT = sys.float_info.max
 _copy_context = contextvars.copy_context
-
-
-def _check_size(value: object, name: str = "size") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{name} must be a non-negative int (got {type(value).__name__} {value!r})"
-        raise TypeError(msg)
-    if value < 0:
-        msg = f"{name} must be a non-negative int (got {value!r})"
-        raise ValueError(msg)
-    return value
 
 
 def _check_callable_payload(payload: object) -> None:
@@ -103,12 +94,12 @@ class Pool(Generic[P, R]):
         check: Callable[[object], None] | None,
         max_waiting: int | None,
     ) -> None:
-        size = _check_size(size)
+        size = check_size(size)
         if not callable(worker_factory):
             msg = f"worker_factory must be callable (got {type(worker_factory).__name__})"
             raise TypeError(msg)
         if max_waiting is not None:
-            max_waiting = _check_size(max_waiting, "max_waiting")
+            max_waiting = check_size(max_waiting, "max_waiting")
         line = Line(check, max_waiting)
         lifecycle = Lifecycle(worker_factory, line)
         lifecycle.set_size(size, False, None)
@@ -459,7 +450,7 @@ class Pool(Generic[P, R]):
             Exception: The factory raised while growing; the pool keeps its
                 previous size.
         """
-        size = _check_size(size)
+        size = check_size(size)
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")
         return self._lifecycle.set_size(size, wait, timeout)
