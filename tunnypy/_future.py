@@ -1,14 +1,11 @@
 """
 JobFuture: the ``concurrent.futures.Future`` that :meth:`Pool.submit` returns.
 
-A stock ``Future`` builds a ``threading.Condition`` when it is made: a Python
-object holding a lock, a deque and five bound methods, about 2 µs and eight
-objects for the garbage collector to track. A fan-out of 100,000 submits made
-half its time the collector's. Most futures are never waited on while
-pending (the job finishes first, or a callback is used), so a ``JobFuture``'s
-``_condition`` is a re-entrant lock that makes the real ``Condition`` (on the
-same lock) only when a thread first waits. ``with future._condition`` then
-runs the lock's C code instead of two Python frames.
+A stock ``Future`` builds a ``threading.Condition`` when it is made, several
+objects for the garbage collector to track (docs/performance.md,
+"Shortcuts"). Most futures are never waited on while pending, so a
+``JobFuture``'s ``_condition`` is a re-entrant lock that makes the real
+``Condition`` (on the same lock) only when a thread first waits.
 
 This leans on ``Future``'s private attributes, which ``concurrent.futures``
 itself uses (``wait``, ``as_completed``) and which are the same in Python

@@ -169,7 +169,7 @@ class Job:
 
 class _WorkerLocal(threading.local):
     # A class attribute, not ``getattr(..., None)``: a miss raises inside
-    # getattr, and this is read under the pool's lock (docs/performance.md).
+    # getattr, and this is read under the pool's lock (docs/performance.md, "Shortcuts").
     runner: Runner | None = None
 
 

@@ -247,12 +247,8 @@ class Lifecycle:
             self._fall_back_locked(ticket)
 
     def _shrink(self) -> None:
-        # Ctrl-C can land wherever CPython checks for signals: as a function
-        # is entered, at a loop's back edge, after a call returns. The loops
-        # only mark workers retiring and count them, a store and a count at
-        # a time; the ``finally`` does the rest wherever Ctrl-C landed, with
-        # no call until _unstrand_locked(), which it makes again if Ctrl-C
-        # lands as it begins.
+        # The loops only store and count; the ``finally`` does the rest
+        # wherever Ctrl-C landed (docs/design.md, "Ctrl-C and other signals").
         first: Taker | None = None
         stranded: Waker | None = None
         try:
@@ -457,13 +453,9 @@ class Lifecycle:
                     self.refused = []
                 everyone = list(self.workers)
         finally:
-            # Wake the parked workers as a chain, as a shrink does: each
-            # leaving worker wakes the next. Woken all at once, 10,000 workers
-            # each waited for the GIL, waking every 5 ms to ask for it, and
-            # close() took 10-40 s of mostly system time. The workers first:
-            # telling the refused futures runs their callbacks, which may
-            # raise. Ctrl-C can land anywhere here, a wake included (see
-            # dispatch()): the whole pass is then made again. A spare wake
+            # Wake the parked workers as a chain (docs/design.md, "Close"),
+            # before the refused futures' callbacks, which may raise. Ctrl-C
+            # or a raising callback makes the whole pass again: a spare wake
             # is harmless, and a future already told is skipped.
             told = False
             while not told:
@@ -489,12 +481,9 @@ class Lifecycle:
         if first:
             log.info("pool_closed", workers=len(everyone), refused=len(refused))
         if wait:
-            # A grow in another thread lists its workers (after its factory
-            # calls) before it starts their threads, and _join() cannot wait
-            # for a thread not yet started: let that grow finish starting
-            # them first (they then see the pool closed and leave). Only
-            # then: a grow still in its factory has listed no one yet, and
-            # close() does not wait for the factory.
+            # A grow in another thread may have listed workers it has not
+            # started yet, which _join() cannot wait for: let it start them
+            # (they see the pool closed and leave). See design.md, "Close".
             if any(wrapper.thread.ident is None for wrapper in everyone):
                 if not acquire_until(self.resize_lock, deadline):
                     return False
@@ -684,12 +673,9 @@ def close_dropped_pool(lifecycle: Lifecycle) -> None:
 
 
 def _close_at_exit() -> None:
-    # At interpreter exit, refuse new work, let running jobs end and every
-    # worker run terminate(), so a program that never calls close() exits
-    # once its jobs end. Worker threads are daemon threads: one inside
-    # block_until_ready(), which may never return, is not waited for. A
-    # worker not in there now will not enter it: it is retiring (see
-    # WorkerThread._block_until_ready).
+    # Close every pool and wait for its workers, but not for those inside
+    # block_until_ready(), which may never return (docs/design.md, "Waiting
+    # for workers"); the others are retiring and will not enter it.
     lifecycles = list(awaited_at_exit)
     for lifecycle in lifecycles:
         lifecycle.close(False, None, "interpreter is shutting down")

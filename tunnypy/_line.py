@@ -82,7 +82,7 @@ class Line:
         self.summoned: Taker | None = None
         # With several CPUs, a caller whose job waits behind others (and every
         # process_timed caller) sleeps on a lock rather than an eventfd, and so
-        # does a worker after a job from the line (docs/design.md, "Wakers").
+        # does a worker after a job from the line (design.md, "Wakers, and why eventfd").
         self.several_cpus = cpus_usable() > 1
         # Counters. ``completed`` and ``failed`` live on each worker (written
         # only by its thread) and are folded in here when the worker leaves.
@@ -99,25 +99,12 @@ class Line:
         Start *job* on a parked worker, or put it in line; refuse it if closed.
 
         A caller's job is handed straight to a parked worker when every
-        worker is parked (the lone round trip). Otherwise, and for every
-        submitted job, the job goes in line and one parked worker is
-        *summoned* for it: a busy worker that comes back first may take the
-        job instead, which beats waking a sleeper on another CPU. While
-        that worker is on its way, later jobs only join the line, and the
-        summoned worker passes the summons on (``answer_summons``).
-        A burst of submits thus costs the submitter one wake, not one per
-        job: a wake through an eventfd hands the GIL to the woken worker, and
-        the submitter and its workers would take turns job by job.
-
-        ``Pool.process`` inlines the hand-over and the joining of the line;
-        a change here must be made there too. *call* names the method that
-        made the call, for a ``PoolDeadlockError``.
+        worker is parked; otherwise the job goes in line and one parked
+        worker is *summoned* for it (docs/design.md, "The line/idle
+        rendezvous"). ``Pool.process`` inlines the common cases. *call* names
+        the method that made the call, for a ``PoolDeadlockError``.
         """
-        # Callers may be the main thread, where Ctrl-C raises wherever the
-        # interpreter checks for signals (calls, not indexing or stores):
-        # ``with`` always releases the lock, and a worker taken off the stack
-        # holds the job or the summons before any call, and is woken
-        # whatever happens next.
+        # Safe wherever Ctrl-C lands (docs/design.md, "Ctrl-C and other signals").
         wrapper: Taker | None = None
         lock = self.lock
         if lock.locked():
@@ -155,11 +142,8 @@ class Line:
                 try:
                     wrapper.waker.wake()
                 except BaseException:
-                    # Ctrl-C can land as a lock waker's wake() begins (signals
-                    # are checked as a Python function is entered), before it
-                    # woke anyone: the worker, holding the job or the summons
-                    # and on no list, would sleep for good. A spare wake is
-                    # harmless, so wake it again and let the interrupt go on.
+                    # Ctrl-C as the wake began may have woken no one: wake again
+                    # (docs/design.md, "Ctrl-C and other signals").
                     wrapper.waker.wake()
                     raise
 
@@ -180,12 +164,9 @@ class Line:
         self.waiting.append(job)
 
     def _count_nested(self, job: Job, call: str, *, check: bool) -> None:
-        # A job that calls its own pool holds its worker until that call
-        # ends, while the call waits in line and while it runs on another
-        # worker. Record it until then (forget_nested); with *check*, refuse a
-        # call that joins the line when no active worker could ever serve it.
-        # A retiring worker's call is recorded too: an active worker's call
-        # may be running on it (see _stuck_locked).
+        # Record a job's call on its own pool until it ends (forget_nested);
+        # with *check*, refuse one no active worker could ever serve
+        # (docs/design.md, "Deadlock check").
         current = worker_tls.runner
         if current is None or current.line is not self:
             return

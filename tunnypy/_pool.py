@@ -154,8 +154,8 @@ class Pool(Generic[P, R]):
             line.check(payload)
         tls = _job._tls
         waker: Waker | None = tls.waker
-        # The thread's last job is reused when its call ended normally:
-        # ~4% of a round trip against making one. Job.renew(), inlined.
+        # The thread's last job, reused (docs/design.md, "One job per calling
+        # thread"). Job.renew(), inlined.
         job = tls.spare
         if job is None:
             job = Job(payload, _copy_context(), waker)
@@ -169,19 +169,9 @@ class Pool(Generic[P, R]):
         if waker is None:
             # The thread's first call, or no eventfd to be had.
             waker = job.waker = job.default_waker()
-        # dispatch(), inlined for the two cases that matter: every worker
-        # parked, no summons on its way (the lone round trip; a frame is ~5%
-        # of it), and a job that only joins the line (many callers: a frame
-        # and a second take of the lock were ~13% of a contended call's
-        # instructions). The other cases, and every refusal, are dispatch()'s.
-        # This may be the main thread, where Ctrl-C raises wherever the
-        # interpreter checks for signals, which includes just after any call
-        # returns (``line.append``, the lock's ``__exit__``, a wake): ``with``
-        # always releases the lock, the hand-over makes no call (indexing and
-        # ``del``, not ``pop()``), ``finally`` wakes a worker once it holds
-        # the job, and one ``try`` covers the call from the lock to the end
-        # of the wait, so a job handed over or in line is withdrawn wherever
-        # Ctrl-C lands (and one it did not reach yet is counted cancelled).
+        # The fast path of Line.dispatch(), inlined: the hand-over to a parked
+        # worker and joining the line; every other case is dispatch()'s.
+        # Safe wherever Ctrl-C lands (docs/design.md, "Ctrl-C and other signals").
         wrapper = None
         queued = False
         lock = line.lock
@@ -281,10 +271,8 @@ class Pool(Generic[P, R]):
             raise JobTimedOutError("job did not finish before its deadline")
         if deadline == _INF:
             return self.process(payload)
-        # A timed wait on an eventfd is poll() then read(), two releases of
-        # the GIL; with more than one CPU the worker that woke us takes it
-        # back in between, and we wait for it to park. A lock is one timed
-        # futex wait. On one CPU the eventfd's hand-over of the GIL wins.
+        # With several CPUs a timed wait sleeps on the job's lock: one futex
+        # wait, not poll() then read() (docs/design.md, "Wakers, and why eventfd").
         tls = _job._tls
         job = tls.spare
         if job is None:

@@ -83,10 +83,8 @@ class CancelToken:
             for waker in wakers:
                 waker.wake()
         except BaseException:
-            # Ctrl-C can land as a lock waker's wake() begins, before it woke
-            # its caller, which would then wait on with no deadline. Spare
-            # wakes are harmless: wake them all again. Not covered: a second
-            # Ctrl-C during that.
+            # Ctrl-C as a wake began may have woken no one: wake them all
+            # again, spare wakes are harmless (a second Ctrl-C is not covered).
             for waker in wakers:
                 waker.wake()
             raise

@@ -54,16 +54,15 @@ _POLL_MAX_MS = 2**31 - 1
 
 
 class Waker(Protocol):
-    # ``wake`` and ``wait_forever`` are plain callables, not methods: where
-    # they can be C functions (an eventfd's), a round trip runs fewer Python
-    # frames. ``wait_forever`` may raise InterruptedError: ``os.eventfd_read``
-    # does not retry after a signal (PEP 475 passed it by), and a signal
-    # with a Python handler, SIGINT included, may land on any thread. Every
-    # caller of ``wait_forever`` catches it and looks at its condition again;
-    # ``wait`` returns early instead, as after a stale wake. Not a blind
-    # retry: a call made by the handler on the same thread shares its waker
-    # and may have taken the wake. In the main thread the handler has run,
-    # or runs at the next bytecode, so Ctrl-C still raises there.
+    """
+    What one thread sleeps on until another wakes it (see the module docstring).
+
+    ``wake`` and ``wait_forever`` are plain callables, not methods, so an
+    eventfd's are C functions. ``wait_forever`` may raise ``InterruptedError``
+    after a signal, and every caller then looks at its condition again;
+    ``wait`` returns early instead (docs/design.md, "Ctrl-C and other signals").
+    """
+
     @property
     def wake(self) -> Callable[[], object]: ...
     @property
@@ -113,10 +112,8 @@ class FdWaker:
         if poll is None:
             poll = self._poll = select.poll()
             poll.register(self._fd, select.POLLIN)
-        # poll() takes milliseconds and rounds up, so a wait never ends early.
-        # It retries after a signal itself (PEP 475), with what is left. A
-        # longer wait is cut to what poll() takes: it ends early, as a wait
-        # may, and its caller, which loops on its deadline, waits again.
+        # poll() rounds milliseconds up and retries after a signal (PEP 475);
+        # a wait longer than it takes ends early, and its caller waits again.
         if not poll.poll(min(max(timeout, 0.0) * 1000.0, _POLL_MAX_MS)):
             return False
         _read(self._fd)
@@ -127,11 +124,8 @@ class FdWaker:
         _close: Callable[[int], None] = os.close,
         _lock: _thread.LockType = _budget_lock,
     ) -> None:
-        # Only here: while anything can still wake this waker it is
-        # referenced, so its descriptor number cannot have been reused.
-        # The defaults keep what this needs: at interpreter exit CPython sets
-        # a module's ``_private`` globals to None before its other ones, and a
-        # waker freed in between (the main thread's, held by ``_job._tls``) raised.
+        # Closed only here, so a referenced waker's fd is never reused. The
+        # defaults outlive module teardown, which sets ``_private`` globals to None.
         global _fds_in_use
         _close(self._fd)
         with _lock:
@@ -219,8 +213,7 @@ def cpus_usable() -> int:
 
 
 # How many times a thread gives up the GIL, waiting for a held pool lock,
-# before it blocks on the lock instead: about 80 µs here with nothing else
-# to run, far longer than any of the pool's critical sections lasts.
+# before it blocks on it: far longer than any critical section (performance.md, "Shortcuts").
 YIELDS = 100
 
 # Releases the GIL and lets another runnable thread have the CPU.
@@ -235,7 +228,7 @@ def yield_until_free(lock: _thread.LockType) -> None:
     without the GIL, and the release makes it the owner while it still waits
     for the GIL; the thread that has the GIL then finds the lock held, sleeps
     in turn, and a convoy forms in which almost every acquisition sleeps
-    (docs/design.md, "The pool's lock"). Yielding leaves the lock to be taken
+    (docs/design.md, "The pool's lock, and lock convoys"). Yielding leaves the lock to be taken
     by a thread that holds the GIL. Not guaranteed: the lock may be taken
     again before the caller gets to it, and after ``YIELDS`` turns the caller
     blocks on it as before.
@@ -247,10 +240,8 @@ def yield_until_free(lock: _thread.LockType) -> None:
 
 
 def _after_fork_in_child() -> None:
-    # Another thread may have held the budget lock at fork: the child's copy
-    # would stay locked for good. A raw lock may be released by any thread,
-    # and no other thread exists in the child. (The caller wakers made before
-    # fork are forgotten by ``_job``.)
+    # A budget lock held at fork by a thread the child lacks would stay locked:
+    # release it (any thread may release a raw lock). ``_job`` forgets the wakers.
     if _budget_lock.locked():
         _budget_lock.release()
 

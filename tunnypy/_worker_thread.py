@@ -73,7 +73,7 @@ class WorkerThread:
         # (Line.take_or_park); ``waker`` is the one it sleeps on now.
         self.fd_waker = new_waker()
         # Made when first needed: most workers never serve a submit
-        # (docs/performance.md, "Memory").
+        # (docs/performance.md, "Shortcuts").
         self.lock_waker: LockWaker | None = None
         self.waker: Waker = self.fd_waker
         self.park_on_lock_next = False
@@ -155,7 +155,7 @@ class WorkerThread:
                             elif ok:
                                 following = take_or_park(self)
                                 # _deliver(), inlined for the hot path
-                                # (docs/performance.md, "Inlined paths").
+                                # (docs/performance.md, "Shortcuts").
                                 gate = job.gate
                                 gate.acquire()
                                 if job.withdrawn:
@@ -294,10 +294,8 @@ class WorkerThread:
                     self.failed += 1
                     future.set_exception(outcome)
             except InvalidStateError:
-                # Its caller resolved the future itself while the job ran
-                # (a done-callback's Exception never gets here: Future logs
-                # it). The outcome has nowhere to go: the call ended as the
-                # caller chose, and counts as cancelled, not completed.
+                # Its caller resolved the future while the job ran: the call
+                # ended as the caller chose, and counts as cancelled.
                 if ok:
                     self.completed -= 1
                 else:
@@ -307,10 +305,8 @@ class WorkerThread:
                 if debug_enabled():
                     log.debug("job_abandoned", worker=self.index, completed=ok)
             except BaseException:
-                # Future runs done-callbacks and logs their Exceptions, but a
-                # SystemExit or KeyboardInterrupt from one would end this
-                # thread. The outcome is set by then; the callbacks after the
-                # one that raised do not run, as with any Future.
+                # A done-callback's SystemExit or KeyboardInterrupt must not end
+                # this thread; the outcome is set, later callbacks do not run.
                 log.exception("callback_failed", worker=self.index)
             return
         gate = job.gate
