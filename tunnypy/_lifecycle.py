@@ -125,7 +125,7 @@ class Lifecycle:
             # earlier call, so that the pool really is at *size* afterwards.
             with self.line.lock:
                 retirees = [w for w in self.workers if w.retiring]
-            if any(wrapper.thread.ident is None for wrapper in retirees):
+            if any(worker_thread.thread.ident is None for worker_thread in retirees):
                 # Retired while a growth in another thread was starting it:
                 # let that growth start it first (see close()).
                 if not acquire_until(self.resize_lock, deadline):
@@ -180,9 +180,9 @@ class Lifecycle:
                 self._fall_back_locked(ticket)
             raise
         # Ctrl-C can land wherever CPython checks for signals (see _shrink):
-        # each wrapper is listed and counted by stores and one last call, and
+        # each worker_thread is listed and counted by stores and one last call, and
         # whatever lands is undone below like a thread that would not start.
-        wrappers: list[WorkerThread] = []
+        worker_threads: list[WorkerThread] = []
         starting: WorkerThread | None = None
         try:
             with self.line.lock:
@@ -190,23 +190,23 @@ class Lifecycle:
                     raise PoolClosedError(self.line.closed_reason)
                 # A shrink during the factory calls may want fewer.
                 for worker in made[: max(0, self.size - self.line.active)]:
-                    wrapper = WorkerThread(self.line, self, worker, self.next_index)
+                    worker_thread = WorkerThread(self.line, self, worker, self.next_index)
                     self.next_index += 1
-                    self.workers[wrapper] = None
+                    self.workers[worker_thread] = None
                     self.line.active += 1
-                    wrappers.append(wrapper)
-            while len(made) > len(wrappers):  # those the target no longer wants
+                    worker_threads.append(worker_thread)
+            while len(made) > len(worker_threads):  # those the target no longer wants
                 # Off the list only once terminated: Ctrl-C lands at a call,
                 # and the undo below terminates what is still listed.
                 _terminate_quietly(made[-1], -1)
                 del made[-1]
-            for starting in wrappers:
+            for starting in worker_threads:
                 starting.thread.start()
             starting = None
         except BaseException as exc:
             # Out of threads, Ctrl-C or closed meanwhile: undo the workers not
             # started, retire the others.
-            self._undo_grow(made, wrappers, starting, exc, ticket)
+            self._undo_grow(made, worker_threads, starting, exc, ticket)
             raise
         with self.line.lock:
             self._settle_locked(ticket)
@@ -214,34 +214,34 @@ class Lifecycle:
     def _undo_grow(
         self,
         made: list[Worker[Any, Any]],
-        wrappers: list[WorkerThread],
+        worker_threads: list[WorkerThread],
         starting: WorkerThread | None,
         exc: BaseException,
         ticket: int,
     ) -> None:
         started: list[WorkerThread] = []
         unstarted: list[WorkerThread] = []
-        for wrapper in wrappers:
-            if wrapper.thread.ident is not None or (
+        for worker_thread in worker_threads:
+            if worker_thread.thread.ident is not None or (
                 # Ctrl-C inside Thread.start(): the thread may exist without
                 # having said so yet, and may say so late. Retired like a
                 # started one, it leaves by itself whenever it runs.
-                wrapper is starting and not isinstance(exc, Exception)
+                worker_thread is starting and not isinstance(exc, Exception)
             ):
-                started.append(wrapper)
+                started.append(worker_thread)
             else:
-                unstarted.append(wrapper)
+                unstarted.append(worker_thread)
         with self.line.lock:
-            for wrapper in unstarted:
-                del self.workers[wrapper]
-                if not wrapper.retiring:  # else a shrink has counted it
+            for worker_thread in unstarted:
+                del self.workers[worker_thread]
+                if not worker_thread.retiring:  # else a shrink has counted it
                     self.line.active -= 1
-        # Every worker made and never run: those of the wrappers not started,
-        # and any Ctrl-C left without a wrapper.
-        for worker in made[len(wrappers) :]:
+        # Every worker made and never run: those of the worker_threads not started,
+        # and any Ctrl-C left without a worker_thread.
+        for worker in made[len(worker_threads) :]:
             _terminate_quietly(worker, -1)
-        for wrapper in unstarted:
-            _terminate_quietly(wrapper.worker, wrapper.index)
+        for worker_thread in unstarted:
+            _terminate_quietly(worker_thread.worker, worker_thread.index)
         self._retire(started)
         with self.line.lock:
             self._fall_back_locked(ticket)
@@ -264,15 +264,15 @@ class Lifecycle:
                 taken = 0
                 busy = 0
                 try:
-                    for wrapper in idle[:take]:
-                        wrapper.retiring = True
+                    for worker_thread in idle[:take]:
+                        worker_thread.retiring = True
                         taken += 1
                     if take < count:
-                        for wrapper in reversed(self.workers):
+                        for worker_thread in reversed(self.workers):
                             if busy == count - take:
                                 break
-                            if not wrapper.retiring:
-                                wrapper.retiring = True
+                            if not worker_thread.retiring:
+                                worker_thread.retiring = True
                                 busy += 1
                 finally:
                     self.line.active -= taken + busy
@@ -299,35 +299,35 @@ class Lifecycle:
                     stranded.wake()
                 raise
 
-    def _retire(self, wrappers: list[WorkerThread]) -> None:
+    def _retire(self, worker_threads: list[WorkerThread]) -> None:
         with self.line.lock:
-            for wrapper in wrappers:
-                if wrapper.retiring:
+            for worker_thread in worker_threads:
+                if worker_thread.retiring:
                     continue
-                wrapper.retiring = True
+                worker_thread.retiring = True
                 self.line.active -= 1
-                if wrapper in self.line.idle:
-                    self.line.idle.remove(wrapper)
+                if worker_thread in self.line.idle:
+                    self.line.idle.remove(worker_thread)
             try:
                 stranded = self.line.unstrand_locked()
             except BaseException:  # Ctrl-C as it began: once more (see _shrink)
                 stranded = self.line.unstrand_locked()
                 raise
         try:
-            for wrapper in wrappers:
-                wrapper.waker.wake()
+            for worker_thread in worker_threads:
+                worker_thread.waker.wake()
             if stranded is not None:
                 stranded.wake()
         except BaseException:  # Ctrl-C meanwhile (see dispatch()): wake them all again
-            for wrapper in wrappers:
-                wrapper.waker.wake()
+            for worker_thread in worker_threads:
+                worker_thread.waker.wake()
             if stranded is not None:
                 stranded.wake()
             raise
 
     def repair(
         self,
-        wrapper: WorkerThread,
+        worker_thread: WorkerThread,
         delivered: Job | None,
         error: BaseException | None,
         *,
@@ -353,12 +353,12 @@ class Lifecycle:
         failure = error or RuntimeError("a worker failed; this job may or may not have run")
         with self.line.lock:
             idle = self.line.idle
-            if wrapper in idle:
-                idle.remove(wrapper)
-            if self.line.summoned is wrapper:
+            if worker_thread in idle:
+                idle.remove(worker_thread)
+            if self.line.summoned is worker_thread:
                 self.line.summoned = None
-            held = wrapper.job
-            wrapper.job = None
+            held = worker_thread.job
+            worker_thread.job = None
             if (
                 held is not None
                 and held is not delivered
@@ -366,7 +366,7 @@ class Lifecycle:
                 and not held.withdrawn
             ):
                 if not leaving and not may_have_run:
-                    keep = wrapper.job = held
+                    keep = worker_thread.job = held
                 elif held.future is not None or may_have_run:
                     ending = held
                 elif self.line.closed:  # no one will serve the line
@@ -378,8 +378,8 @@ class Lifecycle:
                     held.runner = None
                     self.line.waiting.appendleft(held)
             if leaving:
-                if not wrapper.retiring:
-                    wrapper.retiring = True
+                if not worker_thread.retiring:
+                    worker_thread.retiring = True
                     self.line.active -= 1
                 # Also when it was retiring already: a call it held may be
                 # back in line, waited on by active workers.
@@ -394,33 +394,33 @@ class Lifecycle:
         for waker in wake:
             waker.wake()
         if ending is not None:
-            wrapper._deliver(ending, False, failure)
+            worker_thread._deliver(ending, False, failure)
         return keep
 
-    def worker_exited(self, wrapper: WorkerThread) -> None:
-        if not wrapper.retiring:
+    def worker_exited(self, worker_thread: WorkerThread) -> None:
+        if not worker_thread.retiring:
             # Left by an error that WorkerThread._recover could not handle
             # (it failed itself). Whether its job ran is unknown here: the
             # job ends with an error, since a job must never run twice.
-            self.repair(wrapper, None, None, leaving=True, may_have_run=True)
+            self.repair(worker_thread, None, None, leaving=True, may_have_run=True)
         with self.line.lock:
             following = self.to_wake.pop() if self.to_wake else None
         if following is not None:
             following.waker.wake()  # pass the shrink's wake along the chain
-        _terminate_quietly(wrapper.worker, wrapper.index)
+        _terminate_quietly(worker_thread.worker, worker_thread.index)
         if debug_enabled():
             try:  # noqa: SIM105 - the except says why
-                log.debug("worker_stopped", worker=wrapper.index)
+                log.debug("worker_stopped", worker=worker_thread.index)
             except BaseException:
                 pass  # a logging handler that raises must not keep the worker listed
         # Only now leave ``workers``, the last of this worker's doings:
         # set_size(wait=True), close() and exit wait for the workers listed
         # there, and must not return before terminate().
         with self.line.lock:
-            self.workers.pop(wrapper, None)
-            self.line.completed += wrapper.completed
-            self.line.failed += wrapper.failed
-            watchers = self.watchers.pop(wrapper, None)
+            self.workers.pop(worker_thread, None)
+            self.line.completed += worker_thread.completed
+            self.line.failed += worker_thread.failed
+            watchers = self.watchers.pop(worker_thread, None)
         if watchers is not None:
             for waker in watchers:
                 waker.wake()
@@ -484,7 +484,7 @@ class Lifecycle:
             # A grow in another thread may have listed workers it has not
             # started yet, which _join() cannot wait for: let it start them
             # (they see the pool closed and leave). See design.md, "Close".
-            if any(wrapper.thread.ident is None for wrapper in everyone):
+            if any(worker_thread.thread.ident is None for worker_thread in everyone):
                 if not acquire_until(self.resize_lock, deadline):
                     return False
                 self.resize_lock.release()
@@ -505,8 +505,8 @@ class Lifecycle:
         self.line.summoned = None  # retiring now; it leaves when it wakes
         self.line.active = 0
         self.size = 0
-        for wrapper in self.workers:
-            wrapper.retiring = True
+        for worker_thread in self.workers:
+            worker_thread.retiring = True
         line = self.line.waiting
         refused = self.refused
         while line:
@@ -561,11 +561,11 @@ _WAITS_FOR_ME = 1
 _TIMED_OUT = 2
 
 
-def _waits_for(wrapper: WorkerThread, me: threading.Thread) -> bool:
-    """Whether *wrapper*'s thread is *me*, or waits in _join() for *me*, directly or not."""
+def _waits_for(worker_thread: WorkerThread, me: threading.Thread) -> bool:
+    """Whether *worker_thread*'s thread is *me*, or waits in _join() for *me*, directly or not."""
     # Under _waits_lock. Each thread waits for one worker at a time and no
     # wait closes a cycle, so the chain ends.
-    following: WorkerThread | None = wrapper
+    following: WorkerThread | None = worker_thread
     while following is not None:
         thread = following.thread
         if thread is me:
@@ -574,9 +574,9 @@ def _waits_for(wrapper: WorkerThread, me: threading.Thread) -> bool:
     return False
 
 
-def _join(lifecycle: Lifecycle, wrappers: list[WorkerThread], deadline: float | None) -> bool:
+def _join(lifecycle: Lifecycle, worker_threads: list[WorkerThread], deadline: float | None) -> bool:
     """
-    Wait until every worker of *wrappers* has ended; ``False`` if *deadline* passed first.
+    Wait until every worker of *worker_threads* has ended; ``False`` if *deadline* passed first.
 
     A worker has ended when it has left ``lifecycle.workers``, which it does
     after ``terminate()``: the pool's own record, never ``Thread.join()``
@@ -590,20 +590,20 @@ def _join(lifecycle: Lifecycle, wrappers: list[WorkerThread], deadline: float | 
     me = threading.current_thread()
     waker = LockWaker()
     later: list[WorkerThread] = []
-    for wrapper in wrappers:
-        found = _await_exit(lifecycle, wrapper, me, waker, deadline)
+    for worker_thread in worker_threads:
+        found = _await_exit(lifecycle, worker_thread, me, waker, deadline)
         if found == _TIMED_OUT:
             return False
         if found == _WAITS_FOR_ME:
-            later.append(wrapper)
+            later.append(worker_thread)
         else:
-            _let_end(wrapper.thread, deadline)
-    for wrapper in later:
-        found = _await_exit(lifecycle, wrapper, me, waker, deadline)
+            _let_end(worker_thread.thread, deadline)
+    for worker_thread in later:
+        found = _await_exit(lifecycle, worker_thread, me, waker, deadline)
         if found == _TIMED_OUT:
             return False
         if found == _ENDED:
-            _let_end(wrapper.thread, deadline)
+            _let_end(worker_thread.thread, deadline)
     return True
 
 
@@ -621,24 +621,24 @@ def _let_end(thread: threading.Thread, deadline: float | None) -> None:
 
 def _await_exit(
     lifecycle: Lifecycle,
-    wrapper: WorkerThread,
+    worker_thread: WorkerThread,
     me: threading.Thread,
     waker: Waker,
     deadline: float | None,
 ) -> int:
     try:
         with lifecycle.line.lock:
-            if wrapper not in lifecycle.workers or wrapper.thread.ident is None:
+            if worker_thread not in lifecycle.workers or worker_thread.thread.ident is None:
                 # Ended, or never started: Ctrl-C landed in Thread.start()
                 # (close() first lets a grow in progress start its threads).
                 return _ENDED
             with _waits_lock:
-                if _waits_for(wrapper, me):
+                if _waits_for(worker_thread, me):
                     return _WAITS_FOR_ME
-                _waiting_for[me] = wrapper
-            lifecycle.watchers.setdefault(wrapper, []).append(waker)
+                _waiting_for[me] = worker_thread
+            lifecycle.watchers.setdefault(worker_thread, []).append(waker)
         workers = lifecycle.workers
-        while wrapper in workers:
+        while worker_thread in workers:
             if deadline is None:
                 waker.wait()
             else:
@@ -650,14 +650,14 @@ def _await_exit(
     finally:
         # Whatever happened above, Ctrl-C included: no wait of ours is left behind.
         with _waits_lock:
-            if _waiting_for.get(me) is wrapper:
+            if _waiting_for.get(me) is worker_thread:
                 del _waiting_for[me]
         with lifecycle.line.lock:
-            watchers = lifecycle.watchers.get(wrapper)
+            watchers = lifecycle.watchers.get(worker_thread)
             if watchers is not None and waker in watchers:
                 watchers.remove(waker)
                 if not watchers:
-                    del lifecycle.watchers[wrapper]
+                    del lifecycle.watchers[worker_thread]
 
 
 # Every lifecycle with live workers, so interpreter exit can wait for their jobs.
@@ -696,9 +696,9 @@ def _after_fork_in_child() -> None:
         lifecycle.line.idle.clear()
         lifecycle.line.waiting.clear()
         lifecycle.line.summoned = None
-        for wrapper in lifecycle.workers:  # their jobs done so far stay counted
-            lifecycle.line.completed += wrapper.completed
-            lifecycle.line.failed += wrapper.failed
+        for worker_thread in lifecycle.workers:  # their jobs done so far stay counted
+            lifecycle.line.completed += worker_thread.completed
+            lifecycle.line.failed += worker_thread.failed
         lifecycle.line.nested.clear()
         lifecycle.workers.clear()
         lifecycle.to_wake.clear()

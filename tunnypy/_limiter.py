@@ -115,15 +115,15 @@ class Limiter:
         """
         _check_fn(fn)
         task = _Task(fn, args, kwargs)
-        wrapper = current_runner()
-        if wrapper is None or wrapper.line is not self._pool._line:
+        runner = current_runner()
+        if runner is None or runner.line is not self._pool._line:
             return self._run(task)
-        self._block(wrapper)
-        task.on_start = functools.partial(self._unblock, wrapper)
+        self._block(runner)
+        task.on_start = functools.partial(self._unblock, runner)
         try:
             return self._run(task)
         finally:
-            self._unblock(wrapper)
+            self._unblock(runner)
 
     def _run(self, task: _Task) -> Future[Any]:
         future = self._submit(task, wait=True)
@@ -137,12 +137,12 @@ class Limiter:
             future.result()  # the pool refused it: raises PoolClosedError
         return future
 
-    def _block(self, wrapper: Runner) -> None:
+    def _block(self, runner: Runner) -> None:
         # A task waiting in run() holds its slot. Once every slot is held so,
         # nothing can free one: refuse the call that would make it so. A
         # retiring worker's slot is already given up, so its task may wait.
         with self._cond:
-            if not wrapper.retiring:
+            if not runner.retiring:
                 held = 1 + sum(not w.retiring for w in self._blocked)
                 if held >= self._pool._line.active:
                     msg = (
@@ -150,11 +150,11 @@ class Limiter:
                         "held by a task waiting in run(); it would never start"
                     )
                     raise PoolDeadlockError(msg)
-            self._blocked.add(wrapper)
+            self._blocked.add(runner)
 
-    def _unblock(self, wrapper: Runner) -> None:
+    def _unblock(self, runner: Runner) -> None:
         with self._cond:
-            self._blocked.discard(wrapper)
+            self._blocked.discard(runner)
 
     def try_run(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         """

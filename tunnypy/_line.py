@@ -105,7 +105,7 @@ class Line:
         the method that made the call, for a ``PoolDeadlockError``.
         """
         # Safe wherever Ctrl-C lands (docs/design.md, "Ctrl-C and other signals").
-        wrapper: Taker | None = None
+        parked: Taker | None = None
         lock = self.lock
         if lock.locked():
             yield_until_free(lock)
@@ -116,14 +116,14 @@ class Line:
                 if on_way is None and idle:
                     # Every worker parked: the same test as Pool.process's.
                     hand_over = job.future is None and len(idle) >= self.active
-                    wrapper = idle[-1]
+                    parked = idle[-1]
                     del idle[-1]
                     if hand_over:
                         job.state = RUNNING
-                        job.runner = wrapper
-                        wrapper.job = job
+                        job.runner = parked
+                        parked.job = job
                         return
-                    self.summoned = wrapper
+                    self.summoned = parked
                 elif on_way is None or len(idle) + (not on_way.retiring) <= len(self.waiting):
                     # No worker is free for this job (the one on its way
                     # serves the first job in line, the parked ones the
@@ -138,13 +138,13 @@ class Line:
                     self._count_nested(job, call, check=False)
                 self.waiting.append(job)
         finally:
-            if wrapper is not None:
+            if parked is not None:
                 try:
-                    wrapper.waker.wake()
+                    parked.waker.wake()
                 except BaseException:
                     # Ctrl-C as the wake began may have woken no one: wake again
                     # (docs/design.md, "Ctrl-C and other signals").
-                    wrapper.waker.wake()
+                    parked.waker.wake()
                     raise
 
     def _enqueue_locked(self, job: Job, wait: bool, call: str) -> None:
@@ -370,7 +370,7 @@ class Line:
             with self.lock:
                 if job.state >= DONE:  # refused by close(), or ended by unstrand_locked()
                     return False
-                wrapper: Runner | None = None
+                runner: Runner | None = None
                 if job.state == WAITING:
                     try:  # noqa: SIM105 - under the lock, suppress() costs a frame
                         self.waiting.remove(job)
@@ -380,21 +380,21 @@ class Line:
                         # all the same. Refusals never come here.
                         pass
                 else:
-                    wrapper = job.runner
+                    runner = job.runner
                 job.withdrawn = True
                 if reason == TIMED_OUT:
                     self.timed_out += 1
                 else:
                     self.cancelled += 1
-            if wrapper is not None:
+            if runner is not None:
                 # Still holding the gate: the worker cannot finish this job,
                 # nor start another, until interrupt() has returned.
                 try:
-                    interrupt = getattr(wrapper.worker, "interrupt", None)
+                    interrupt = getattr(runner.worker, "interrupt", None)
                     if interrupt is not None:  # a missing hook is a no-op
                         interrupt()
                 except Exception:
-                    log.exception("interrupt_failed", worker=wrapper.index)
+                    log.exception("interrupt_failed", worker=runner.index)
             return True
         finally:
             gate.release()

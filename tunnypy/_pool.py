@@ -172,7 +172,7 @@ class Pool(Generic[P, R]):
         # The fast path of Line.dispatch(), inlined: the hand-over to a parked
         # worker and joining the line; every other case is dispatch()'s.
         # Safe wherever Ctrl-C lands (docs/design.md, "Ctrl-C and other signals").
-        wrapper = None
+        parked = None
         queued = False
         lock = line.lock
         try:
@@ -184,11 +184,11 @@ class Pool(Generic[P, R]):
                     on_way = line.summoned
                     if idle and on_way is None:
                         if len(idle) >= line.active:
-                            wrapper = idle[-1]
+                            parked = idle[-1]
                             del idle[-1]
                             job.state = RUNNING
-                            job.runner = wrapper
-                            wrapper.job = job
+                            job.runner = parked
+                            parked.job = job
                     elif worker_tls.runner is None and (
                         # Not a worker thread (whose call dispatch() counts
                         # for the deadlock check), and a worker is free for it
@@ -206,14 +206,14 @@ class Pool(Generic[P, R]):
                             line.waiting.append(job)
                             queued = True
             finally:
-                if wrapper is not None:
+                if parked is not None:
                     try:
-                        wrapper.waker.wake()
+                        parked.waker.wake()
                     except BaseException:
                         # Ctrl-C as the wake begins (see Line.dispatch).
-                        wrapper.waker.wake()
+                        parked.waker.wake()
                         raise
-            if wrapper is None and not queued:
+            if parked is None and not queued:
                 if line.several_cpus:
                     job.waker = waker = job.own_waker()
                 line.dispatch(job)

@@ -28,7 +28,7 @@ class Supervisor(Protocol):
 
     def repair(
         self,
-        wrapper: WorkerThread,
+        worker_thread: WorkerThread,
         delivered: Job | None,
         error: BaseException | None,
         *,
@@ -36,7 +36,7 @@ class Supervisor(Protocol):
         may_have_run: bool = False,
     ) -> Job | None: ...
 
-    def worker_exited(self, wrapper: WorkerThread) -> None: ...
+    def worker_exited(self, worker_thread: WorkerThread) -> None: ...
 
 
 _NO_OP_READY = BaseWorker.block_until_ready
