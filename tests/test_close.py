@@ -262,7 +262,7 @@ class TestCloseWhileAGrowStartsThreads:
         monkeypatch.setattr(threading, "Thread", PausingThread)
         grow = Call(pool.set_size, 2)
         assert about_to_start.wait(WAIT)  # worker 1 is listed, its thread not started
-        core = pool._core
+        core = pool._lifecycle
         core.resize_lock = LetTheGrowGoOn(core.resize_lock)  # type: ignore[assignment]
         closed = pool.close(timeout=WAIT)
         ended = [worker.terminated for worker in factory.made]

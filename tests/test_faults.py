@@ -24,11 +24,11 @@ from tests.helpers import (
     in_line_behind_busy,
     wait_for,
 )
-from tunnypy import _waker
+from tunnypy import _job
 from tunnypy._future import JobFuture
 from tunnypy._job import NO_CONTEXT, Job
+from tunnypy._line import Line, Taker
 from tunnypy._waker import Waker, new_waker
-from tunnypy._wrapper import WorkerWrapper
 
 
 class BoomError(Exception):
@@ -313,7 +313,7 @@ class TestInterrupt:
                 # In line, or handed to the worker: a worker whose readiness
                 # is BaseWorker's no-op parks before delivering, so the second
                 # call may go straight to it while it waits on the gate.
-                held = [w.job for w in list(pool._core.workers)]
+                held = [w.job for w in list(pool._lifecycle.workers)]
                 return pool.queue_length == 1 or any(j is not None and j.payload == 4 for j in held)
 
             wait_for(second_dispatched, "the second call to reach the worker or the line")
@@ -411,8 +411,10 @@ class TestJobUsesItsOwnPool:
         finally:
             assert pool.close(timeout=WAIT)
 
-    @pytest.mark.parametrize("batch_wakes", [False, True])
-    def test_a_job_calling_its_own_full_pool_raises_deadlock_error(self, batch_wakes: bool) -> None:
+    @pytest.mark.parametrize("several_cpus", [False, True])
+    def test_a_job_calling_its_own_full_pool_raises_deadlock_error(
+        self, several_cpus: bool
+    ) -> None:
         """process() from a job on a size-1 pool raises PoolDeadlockError instead of hanging."""
         holder: list[tunnypy.Pool[int, int]] = []
 
@@ -424,11 +426,11 @@ class TestJobUsesItsOwnPool:
             # itself, and must still check.
             spare = Job(None, NO_CONTEXT, None)
             spare.own_waker()
-            _waker._tls.spare = spare
+            _job._tls.spare = spare
             return holder[0].process(depth + 1)
 
         pool = tunnypy.Pool.from_func(1, job)
-        pool._core.batch_wakes = batch_wakes  # both of process()'s ways into the line
+        pool._line.several_cpus = several_cpus  # both of process()'s ways into the line
         holder.append(pool)
         try:
             with pytest.raises(tunnypy.PoolDeadlockError, match="its own pool"):
@@ -546,7 +548,7 @@ class TestNestedCallsAndRetirement:
     def test_a_nested_call_behind_a_summoned_worker_is_counted(self, timed: bool) -> None:
         """A summoned worker not yet running looks free; retiring it must not strand the call."""
         pool = tunnypy.Pool.from_callback(1)
-        core = pool._core
+        core = pool._line
         go = threading.Event()
         outcome: list[object] = []
 
@@ -649,16 +651,16 @@ class TestNestedCallsAndRetirement:
             assert pool.close(timeout=WAIT)
 
 
-class FailingIdle(list["WorkerWrapper"]):
+class FailingIdle(list["Taker"]):
     """An idle stack whose ``append`` raises MemoryError, as if memory ran out as a worker parks."""
 
-    def __init__(self, items: list[WorkerWrapper], times: int, only: WorkerWrapper | None) -> None:
+    def __init__(self, items: list[Taker], times: int, only: Taker | None) -> None:
         super().__init__(items)
         self.times = times
         self.only = only
         self.raised = 0
 
-    def append(self, wrapper: WorkerWrapper) -> None:
+    def append(self, wrapper: Taker) -> None:
         if self.raised < self.times and (self.only is None or wrapper is self.only):
             self.raised += 1
             raise MemoryError("parking")
@@ -666,9 +668,9 @@ class FailingIdle(list["WorkerWrapper"]):
 
 
 def fail_parking(
-    pool: tunnypy.Pool[Any, Any], times: int, only: WorkerWrapper | None = None
+    pool: tunnypy.Pool[Any, Any], times: int, only: Taker | None = None
 ) -> FailingIdle:
-    core = pool._core
+    core = pool._line
     with core.lock:
         core.idle = failing = FailingIdle(core.idle, times, only)
     return failing
@@ -712,7 +714,7 @@ class FailingWaker:
 @pytest.fixture
 def failing_wakers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every worker made from now on parks on a FailingWaker (unarmed) when it is handed jobs."""
-    monkeypatch.setattr("tunnypy._wrapper.new_waker", lambda: FailingWaker(new_waker()))
+    monkeypatch.setattr("tunnypy._worker_thread.new_waker", lambda: FailingWaker(new_waker()))
 
 
 def parked_failing(
@@ -725,7 +727,7 @@ def parked_failing(
     tolerate: they only look again), holding no job.
     """
     wait_for(lambda: pool.stats().idle == pool.size, "every worker to park")
-    fake = pool._core.idle[-1].fd_waker
+    fake = pool._line.idle[-1].fd_waker
     assert isinstance(fake, FailingWaker)
     wait_for(fake.parked.is_set, "the worker to sleep")
     if failed_already:
@@ -756,18 +758,18 @@ def handed_over_as_it_closes(pool: tunnypy.Pool[str, str], *, failed_already: bo
 
 def fail_once_after_a_summons(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Make the next worker taking a future on a summons raise just after; ``[False]`` once done."""
-    real_offer = WorkerWrapper._offer
+    real_offer = Line.take_or_park
     armed = [True]
 
-    def offer(self: WorkerWrapper) -> Job | None:
-        summoned = self.core.summoned is self
-        job = real_offer(self)
+    def offer(self: Line, worker: Taker) -> Job | None:
+        summoned = self.summoned is worker
+        job = real_offer(self, worker)
         if armed[0] and summoned and job is not None and job.future is not None:
             armed[0] = False
             raise OSError("answering the summons")
         return job
 
-    monkeypatch.setattr(WorkerWrapper, "_offer", offer)
+    monkeypatch.setattr(Line, "take_or_park", offer)
     return armed
 
 
@@ -936,7 +938,7 @@ class TestOwnCodeFails:
         pool: tunnypy.Pool[Any, Any] = tunnypy.Pool(2, factory)
         try:
             wait_for(lambda: pool.stats().idle == 2, "both workers to park")
-            core = pool._core
+            core = pool._line
             target = core.idle[-1]  # the next to be handed a job
             fail_parking(pool, times=100, only=target)
             assert pool.process_timed(lambda: "first", WAIT) == "first"

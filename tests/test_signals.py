@@ -29,7 +29,7 @@ from tests.helpers import (
     sigusr1_until,
     wait_for,
 )
-from tunnypy import _waker
+from tunnypy import _job, _waker
 from tunnypy._waker import Waker
 
 pytestmark = pytest.mark.skipif(
@@ -50,7 +50,7 @@ def run(payload: Callable[[], object]) -> object:
 
 
 def worker_threads(pool: tunnypy.Pool[Any, Any]) -> list[threading.Thread]:
-    return [wrapper.thread for wrapper in pool._core.workers]
+    return [wrapper.thread for wrapper in pool._lifecycle.workers]
 
 
 class TestParkedWorker:
@@ -179,13 +179,13 @@ class TestHandlerThatCallsThePoolWhileItsThreadSleepsOnALock:
         assert threading.current_thread() is threading.main_thread()
         if outer_kind == "process without an eventfd":
             # The budget of eventfds is spent: even the lone round trip sleeps on a lock.
-            monkeypatch.setattr(_waker._tls, "waker", None)
+            monkeypatch.setattr(_job._tls, "waker", None)
             monkeypatch.setattr(_waker, "new_fd_waker", lambda: None)
         blocker, outer = Gate(), Gate()
         seen: dict[str, object] = {}
         entered, handled = threading.Event(), threading.Event()
         with tunnypy.Pool.from_func(1, run) as pool:
-            pool._core.batch_wakes = True  # lock wakers, even pinned to one CPU
+            pool._line.several_cpus = True  # lock wakers, even pinned to one CPU
 
             def handler(signum: int, frame: object) -> None:
                 if entered.is_set():
@@ -282,14 +282,14 @@ class TestCtrlCJustAfterTheJobGotIn:
         blocker = Gate()
         ran = threading.Event()
         with tunnypy.Pool.from_func(1, run) as pool:
-            core = pool._core
-            core.batch_wakes = kind == "process, lock"
+            core = pool._line
+            core.several_cpus = kind == "process, lock"
             busy = pool.submit(blocker)
             assert blocker.started.wait(WAIT)
-            core.line = InterruptedLine()
+            core.waiting = InterruptedLine()
             with pytest.raises(KeyboardInterrupt):
                 IN_LINE_CALLS[kind](pool, ran.set)
-            assert core.line.interrupted
+            assert core.waiting.interrupted
             stats = pool.stats()
             assert (pool.queue_length, stats.cancelled) == (0, 1)
             blocker.release.set()
@@ -310,7 +310,7 @@ class TestCtrlCJustAfterTheJobGotIn:
             seen.append(tunnypy.interrupted())
 
         with tunnypy.Pool.from_func(1, run) as pool:
-            core = pool._core
+            core = pool._line
             wait_for(lambda: pool.stats().idle == 1, "the worker to park")
             wrapper = core.idle[0]
             proxy = wrapper.waker = InterruptedWake(wrapper.waker)
@@ -333,8 +333,8 @@ class TestCtrlCJustAfterTheJobGotIn:
         blocker = Gate()
         ran = threading.Event()
         with tunnypy.Pool.from_func(1, run) as pool:
-            core = pool._core
-            core.batch_wakes = kind == "process, lock"
+            core = pool._line
+            core.several_cpus = kind == "process, lock"
             core.max_waiting = 10  # process() takes dispatch()'s way into the line
             busy = pool.submit(blocker)
             assert blocker.started.wait(WAIT)
@@ -364,7 +364,7 @@ class TestCtrlCAsALockWakeBegins:
     def test_the_worker_is_woken_and_the_pool_serves_on(self, kind: str) -> None:
         ran = threading.Event()
         with tunnypy.Pool.from_func(1, run) as pool:
-            core = pool._core
+            core = pool._line
             wait_for(lambda: pool.stats().idle == 1, "the worker to park")
             wrapper = core.idle[0]
             proxy = wrapper.waker = InterruptedWake(wrapper.waker, before=True)
@@ -409,7 +409,7 @@ class TestCtrlCInsideClose:
     def test_ctrl_c_as_the_first_parked_worker_is_woken(self) -> None:
         pool = tunnypy.Pool.from_func(3, run)
         wait_for(lambda: pool.stats().idle == 3, "the workers to park")
-        leader = pool._core.idle[-1]  # the chain starts from the top of the stack
+        leader = pool._line.idle[-1]  # the chain starts from the top of the stack
         proxy = leader.waker = InterruptedWake(leader.waker, before=True)
         with pytest.raises(KeyboardInterrupt):
             pool.close(wait=False)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tunnypy._core import Core
+from tunnypy._line import Line
 
 from .helpers import WAIT, Call, Gate, wait_for
 
@@ -47,8 +47,8 @@ class HeldWake:
         self.real.wake()
 
 
-def core_of(pool: tunnypy.Pool[Any, Any]) -> Core:
-    return pool._core
+def core_of(pool: tunnypy.Pool[Any, Any]) -> Line:
+    return pool._line
 
 
 def park_all(pool: tunnypy.Pool[Any, Any], size: int, hold: bool = False) -> list[HeldWake]:

@@ -31,7 +31,7 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, Literal
 
-from ._job import Job, current_wrapper
+from ._job import Job, current_runner
 from ._log import log
 from ._pool import Pool
 from ._worker import BaseWorker
@@ -102,10 +102,10 @@ class _Call:
             self._skipped()
             return
         future = self.future
-        wrapper = current_wrapper()
+        runner = current_runner()
         # Before the future shows RUNNING, so that a cancel() that sees it
         # running finds the job to interrupt.
-        self.job = wrapper.job if wrapper is not None else None
+        self.job = runner.job if runner is not None else None
         _local.calls.append(self)
         try:
             if not future.set_running_or_notify_cancel():
@@ -436,7 +436,7 @@ def _at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    # The child has the executors but none of their threads (see _core).
+    # The child has the executors but none of their threads (see _lifecycle).
     for state in list(live_states):
         lock = state.lock = threading.Lock()
         state.room = threading.Condition(lock)

@@ -18,8 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar, final
 
 from ._calls import WHEN_FULL, ExecutorState, WhenFull, live_states
+from ._checks import check_timeout
 from ._pool import PoolStats
-from ._token import check_timeout
 
 __all__ = ["Executor"]
 
