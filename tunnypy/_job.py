@@ -26,6 +26,7 @@ from contextvars import Context
 from typing import Any, Protocol
 
 from . import _waker
+from ._histogram import clock
 from ._waker import FdWaker, LockWaker, Waker
 from ._worker import Worker
 
@@ -79,6 +80,7 @@ class Job:
         "error",
         "future",
         "gate",
+        "joined",
         "lock_waker",
         "nested",
         "payload",
@@ -102,6 +104,9 @@ class Job:
         self.future = future
         self.gate = _thread.allocate_lock()
         self.state = WAITING
+        # When the call joined, in ns of ``clock``: its wait ends as a worker
+        # starts it (see WorkerThread._run).
+        self.joined = clock()
         self.result: Any = None
         self.error: BaseException | None = None
         self.runner: Runner | None = None
@@ -126,6 +131,7 @@ class Job:
         self.context = context
         self.state = WAITING
         self.nested = None
+        self.joined = clock()
 
     def own_waker(self) -> LockWaker:
         """

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar, final
 from . import _job
 from ._checks import check_size, check_timeout
 from ._future import JobFuture
+from ._histogram import clock as _clock
 from ._job import DONE, NO_CONTEXT, RUNNING, WAITING, Job, worker_tls
 from ._lifecycle import Lifecycle, PoolStats, awaited_at_exit, close_dropped_pool
 from ._line import CANCELLED, TIMED_OUT, Line
@@ -166,6 +167,7 @@ class Pool(Generic[P, R]):
             job.waker = waker
             job.state = WAITING
             job.nested = None
+            job.joined = _clock()
         if waker is None:
             # The thread's first call, or no eventfd to be had.
             waker = job.waker = job.default_waker()
