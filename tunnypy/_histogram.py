@@ -84,8 +84,6 @@ class LatencySummary:
     buckets per power of two, each within 12.5% of the exact figure for the
     same times: the sum, the maximum, and the nearest-rank percentiles (never
     above :attr:`max`). All are 0 while ``count`` is 0.
-
-    .. versionadded:: 0.2.0
     """
 
     count: int

@@ -49,9 +49,6 @@ class PoolStats:
     :attr:`run` are added up from the workers' own records just after, without
     the lock, so a job that ends meanwhile may be in them and not yet in the
     counters.
-
-    .. versionchanged:: 0.2.0
-       Added :attr:`wait` and :attr:`run`.
     """
 
     size: int

@@ -29,8 +29,6 @@ Metrics, each with the label ``pool``:
   lies wholly at or below its bound (see
   :meth:`tunnypy.LatencySummary.count_at_most`): a time less than 20% below a
   bound may be counted under the next one, never under a lower one.
-
-.. versionadded:: 0.2.0
 """
 
 from __future__ import annotations
