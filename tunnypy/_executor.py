@@ -242,7 +242,7 @@ class Executor(ThreadPoolExecutor):
             state.pool.set_size(n)
 
     def stats(self) -> PoolStats:
-        """A snapshot of the executor's pool: sizes and counters (see :class:`PoolStats`)."""
+        """A snapshot of the executor's pool: sizes, counters, latency (:class:`PoolStats`)."""
         return self._state.pool.stats()
 
     def __repr__(self) -> str:

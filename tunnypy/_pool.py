@@ -459,7 +459,15 @@ class Pool(Generic[P, R]):
         return self._line.closed
 
     def stats(self) -> PoolStats:
-        """A consistent snapshot of sizes and counters."""
+        """
+        A snapshot of sizes and counters, and of the latency of the jobs run so far.
+
+        Returns:
+            A :class:`PoolStats`: sizes and counters read together under the
+            pool's lock, then :attr:`PoolStats.wait` and :attr:`PoolStats.run`
+            (:class:`LatencySummary` values) added up from the workers' own
+            records, without it.
+        """
         return self._lifecycle.stats()
 
     # -- close ----------------------------------------------------------------
