@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import sys
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 import tunnypy
 from tests.helpers import WAIT, Call, RecordingWorker, wait_for
 from tests.test_signals import CtrlCAt
+from tunnypy import _future
 
 
 class LetsAShrinkIn:
@@ -196,3 +199,67 @@ class TestCtrlCAnywhereInAShrinkRacingAGrowth:
             k += 1
             assert k < 400, "the operation never completed without Ctrl-C"
         assert k > 5
+
+
+class Held:
+    """A payload a weak reference can watch."""
+
+
+class TestAFutureCancelledInLineIsDoneOnlyOnceItsCallIsOver:
+    @pytest.mark.parametrize("lean", [True, False])
+    def test_its_done_callback_sees_the_payload_freed_and_the_call_counted(
+        self, lean: bool, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A done-callback of a future cancelled in line: payload freed, cancelled, out of line."""
+        monkeypatch.setattr(_future, "LEAN", lean)  # the lean and the stock-built future
+        gate = threading.Event()
+        pool: tunnypy.Pool[Any, Any] = tunnypy.Pool.from_func(
+            1, lambda p: gate.wait(WAIT) if p == "hold" else p
+        )
+        try:
+            busy = pool.submit("hold")
+            wait_for(lambda: pool.stats().busy == 1, "the worker to take the first job")
+            held = [Held()]
+            payload = weakref.ref(held[0])
+            future = pool.submit(held.pop())
+            seen: list[tuple[bool, int, int]] = []
+
+            def look(_: object) -> None:
+                stats = pool.stats()
+                seen.append((payload() is None, stats.cancelled, stats.waiting))
+
+            future.add_done_callback(look)
+            assert future.cancel()
+            assert seen == [(True, 1, 0)]
+            assert future.cancel()  # again: still True, counted once
+            gate.set()
+            assert busy.result(WAIT) is True
+            assert pool.stats().cancelled == 1
+        finally:
+            gate.set()
+            assert pool.close(timeout=WAIT)
+
+    @pytest.mark.parametrize("lean", [True, False])
+    def test_wait_and_as_completed_see_it_done(
+        self, lean: bool, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """concurrent.futures.wait() and as_completed() count a future cancelled in line as done."""
+        monkeypatch.setattr(_future, "LEAN", lean)
+        gate = threading.Event()
+        pool: tunnypy.Pool[Any, Any] = tunnypy.Pool.from_func(
+            1, lambda p: gate.wait(WAIT) if p == "hold" else p
+        )
+        try:
+            busy = pool.submit("hold")
+            wait_for(lambda: pool.stats().busy == 1, "the worker to take the first job")
+            future = pool.submit(1)
+            waiting = Call(concurrent.futures.wait, [future], WAIT)
+            assert future.cancel()
+            done, not_done = waiting.wait(2 * WAIT)
+            assert (done, not_done) == ({future}, set())
+            assert list(concurrent.futures.as_completed([future], WAIT)) == [future]
+            gate.set()
+            assert busy.result(WAIT) is True
+        finally:
+            gate.set()
+            assert pool.close(timeout=WAIT)
