@@ -263,3 +263,62 @@ class TestAFutureCancelledInLineIsDoneOnlyOnceItsCallIsOver:
         finally:
             gate.set()
             assert pool.close(timeout=WAIT)
+
+
+class FailsWhenReleased:
+    """Makes RecordingWorkers; from the fourth call on, each waits for ``release`` and raises."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.made: list[RecordingWorker] = []
+
+    def __call__(self) -> RecordingWorker:
+        if len(self.made) >= 3:
+            self.entered.set()
+            assert self.release.wait(WAIT)
+            raise OSError("factory failed")
+        self.made.append(RecordingWorker())
+        return self.made[-1]
+
+
+class CtrlCInItsWait:
+    """The resize lock, where a thread waiting for it gets Ctrl-C (a blocked acquire raises it)."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> None:
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return bool(self.lock.acquire(blocking, timeout))
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+class TestCtrlCWhileAGrowthWaitsForAnotherThreadsGrowth:
+    def test_its_target_is_put_back_and_a_failed_growth_then_falls_back(self) -> None:
+        """set_size(6) interrupted behind set_size(5): size reads 5, then 3 once that one fails."""
+        factory = FailsWhenReleased()
+        pool: tunnypy.Pool[Any, Any] = tunnypy.Pool(3, factory)
+        grow = Call(pool.set_size, 5)
+        try:
+            assert factory.entered.wait(WAIT)
+            lifecycle = pool._lifecycle
+            lifecycle.resize_lock = CtrlCInItsWait(lifecycle.resize_lock)  # type: ignore[assignment]
+            with pytest.raises(KeyboardInterrupt):
+                pool.set_size(6)
+            assert pool.size == 5  # the growth still running
+            factory.release.set()
+            with pytest.raises(OSError, match="factory failed"):
+                grow.wait()
+            assert pool.size == 3  # as if neither call had been made
+            wait_for(lambda: pool.stats().idle == 3, "the pool to settle at 3")
+        finally:
+            factory.release.set()
+            assert pool.close(timeout=WAIT)

@@ -114,8 +114,15 @@ class Lifecycle:
         if size < current:
             self._shrink()
         if size > current:
-            with self.resize_lock:
-                self._grow(ticket)
+            try:
+                with self.resize_lock:
+                    self._grow(ticket)
+            except BaseException:
+                # Ctrl-C while waiting for another thread's growth, before
+                # _grow could fall back itself (a second fall back is a no-op).
+                with self.line.lock:
+                    self._fall_back_locked(ticket)
+                raise
         else:
             with self.line.lock:
                 self._settle_locked(ticket)
