@@ -114,8 +114,15 @@ class Lifecycle:
         if size < current:
             self._shrink()
         if size > current:
-            with self.resize_lock:
-                self._grow(ticket)
+            try:
+                with self.resize_lock:
+                    self._grow(ticket)
+            except BaseException:
+                # Ctrl-C while waiting for another thread's growth, before
+                # _grow could fall back itself (a second fall back is a no-op).
+                with self.line.lock:
+                    self._fall_back_locked(ticket)
+                raise
         else:
             with self.line.lock:
                 self._settle_locked(ticket)
@@ -174,10 +181,11 @@ class Lifecycle:
                 made.append(worker)  # terminated below if it is refused
                 check_worker(worker)
         except BaseException:
-            for worker in made:
-                _terminate_quietly(worker, -1)
-            with self.line.lock:
-                self._fall_back_locked(ticket)
+            try:
+                _terminate_all(made)
+            finally:
+                with self.line.lock:
+                    self._fall_back_locked(ticket)
             raise
         # Ctrl-C can land wherever CPython checks for signals (see _shrink):
         # each worker_thread is listed and counted by stores and one last call, and
@@ -542,12 +550,34 @@ class Lifecycle:
 
 
 def _terminate_quietly(worker: Worker[Any, Any], index: int) -> None:
+    # Only the hook's own failure is swallowed: Ctrl-C landing as the lookup
+    # returns reaches the caller, which still lists the worker (see _grow).
     try:
         terminate = getattr(worker, "terminate", None)
-        if terminate is not None:  # a missing hook is a no-op
-            terminate()
+    except Exception:
+        log.exception("terminate_failed", worker=index)
+        return
+    if terminate is None:  # a missing hook is a no-op
+        return
+    try:
+        terminate()
     except BaseException:  # SystemExit too: it must not end a worker thread noisily
         log.exception("terminate_failed", worker=index)
+
+
+def _terminate_all(workers: list[Worker[Any, Any]]) -> None:
+    # Each worker leaves the list once terminated; Ctrl-C meanwhile (one is
+    # covered, see _shrink) is raised once every worker is.
+    error: BaseException | None = None
+    while workers:
+        try:
+            while workers:
+                _terminate_quietly(workers[-1], -1)
+                del workers[-1]
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error
 
 
 # The worker each thread inside _join() waits for now, across every pool. A
