@@ -1,4 +1,4 @@
-"""Every test must leave no thread behind."""
+"""Every test must leave no thread behind; the call-path fixtures of the promise suite."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
+from tests.paths import INTERRUPTING, LEAVING, PATHS, WAITING, CallPath
 
 # Threads a test may leave: daemon helpers of the test tools themselves.
 _GRACE = 5.0
@@ -26,3 +28,27 @@ def no_leaked_threads() -> Iterator[None]:
     if leaked:
         names = ", ".join(sorted(t.name for t in leaked))
         pytest.fail(f"test leaked {len(leaked)} thread(s): {names}")
+
+
+@pytest.fixture(params=sorted(PATHS))
+def call_path(request: pytest.FixtureRequest) -> CallPath:
+    """Each of the pool's calls in turn: process, process_timed, process_ctx, submit, try_*."""
+    return PATHS[request.param]
+
+
+@pytest.fixture(params=WAITING)
+def waiting_path(request: pytest.FixtureRequest) -> CallPath:
+    """Each call that waits in line while every worker is busy (not the try_* ones)."""
+    return PATHS[request.param]
+
+
+@pytest.fixture(params=LEAVING)
+def leaving_path(request: pytest.FixtureRequest) -> CallPath:
+    """Each call whose caller can give up while in line: a deadline, a token, future.cancel()."""
+    return PATHS[request.param]
+
+
+@pytest.fixture(params=INTERRUPTING)
+def interrupting_path(request: pytest.FixtureRequest) -> CallPath:
+    """Each call whose caller can give up on its running job, interrupting it."""
+    return PATHS[request.param]
