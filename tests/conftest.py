@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers import on_sigusr1
 from tests.paths import INTERRUPTING, LEAVING, PATHS, WAITING, CallPath
 
 # Threads a test may leave: daemon helpers of the test tools themselves.
@@ -52,3 +53,11 @@ def leaving_path(request: pytest.FixtureRequest) -> CallPath:
 def interrupting_path(request: pytest.FixtureRequest) -> CallPath:
     """Each call whose caller can give up on its running job, interrupting it."""
     return PATHS[request.param]
+
+
+@pytest.fixture
+def handled() -> Iterator[threading.Event]:
+    """SIGUSR1 gets a Python handler that sets the event this yields."""
+    event = threading.Event()
+    with on_sigusr1(lambda signum, frame: event.set()):
+        yield event
