@@ -18,11 +18,10 @@ from typing import Any
 import pytest
 
 import tunnypy
+from tests.helpers import WAIT, Call, Gate, wait_for
 from tunnypy import _waker
 from tunnypy._core import Core
 from tunnypy._job import Job
-
-from .helpers import WAIT, Call, Gate, wait_for
 
 
 def running_job(core: Core, gate: Gate) -> Job:
