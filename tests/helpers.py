@@ -283,3 +283,30 @@ CALLS: dict[str, PoolCall] = {
     "process_ctx": lambda pool, job: pool.process_ctx(job, tunnypy.CancelToken()),
     "try_process": lambda pool, job: pool.try_process(job),
 }
+
+
+class GatedFactory:
+    """Makes RecordingWorkers; from the *hold_from*-th on, each waits for ``release``."""
+
+    def __init__(self, hold_from: int, fail: bool = False) -> None:
+        self.hold_from = hold_from
+        self.fail = fail
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.made: list[RecordingWorker] = []
+        self.calls = 0
+        self.terminated_on: dict[int, str] = {}
+
+    def __call__(self) -> RecordingWorker:
+        self.calls += 1
+        if self.calls >= self.hold_from:
+            self.entered.set()
+            if not self.release.wait(WAIT):
+                raise AssertionError("factory never released")
+            if self.fail:
+                raise OSError("factory failed")
+        self.made.append(RecordingWorker())
+        return self.made[-1]
+
+    def terminated(self) -> list[int]:
+        return [worker.terminated for worker in self.made]
