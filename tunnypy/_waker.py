@@ -289,11 +289,12 @@ def _after_fork_in_child() -> None:
     # would be read in the other. Forget every caller waker made before fork.
     # Another thread may have held the budget lock at fork: the child's copy
     # would stay locked for good. A raw lock may be released by any thread,
-    # and no other thread exists in the child.
+    # and no other thread exists in the child. Release it first: forgetting
+    # this thread's waker closes it, which takes the lock.
     global _tls
-    _tls = CallerLocal()
     if _budget_lock.locked():
         _budget_lock.release()
+    _tls = CallerLocal()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
