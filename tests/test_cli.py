@@ -8,7 +8,7 @@ from importlib.metadata import version
 
 import pytest
 
-from tunnypy.__main__ import main
+from tunnypy.probe import main
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -67,7 +67,7 @@ class TestImports:
             "        if name.split('.')[0] in ('rich', 'matplotlib'):\n"
             "            raise ImportError(name)\n"
             "sys.meta_path.insert(0, Block())\n"
-            "from tunnypy.__main__ import main\n"
+            "from tunnypy.probe import main\n"
             "try:\n"
             "    main(['probe', '--help'])\n"
             "except SystemExit as exit:\n"
@@ -77,3 +77,17 @@ class TestImports:
         assert completed.returncode == 0, completed.stderr
         assert completed.stdout.startswith("usage: tunnypy probe")
         assert completed.stdout.endswith("exit 0\n")
+
+    def test_the_library_does_not_load_the_command(self) -> None:
+        """import tunnypy loads nothing of tunnypy.probe."""
+        code = "import sys, tunnypy\nprint([m for m in sys.modules if 'probe' in m])"
+        completed = _run("-c", code)
+        assert completed.returncode == 0, completed.stderr
+        assert completed.stdout == "[]\n"
+
+    def test_a_measurement_child_does_not_load_the_cli(self) -> None:
+        """Importing tunnypy.probe, as each measurement subprocess does, leaves the CLI out."""
+        code = "import sys, tunnypy.probe._child\nprint('tunnypy.probe._cli' in sys.modules)"
+        completed = _run("-c", code)
+        assert completed.returncode == 0, completed.stderr
+        assert completed.stdout == "False\n"

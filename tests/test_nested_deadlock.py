@@ -67,6 +67,28 @@ class TestRecursion:
         finally:
             assert pool.close(timeout=WAIT)
 
+    @pytest.mark.parametrize("timeout", [float("inf"), 10**400], ids=["inf", "huge"])
+    def test_a_timed_call_with_no_limit_names_itself(self, timeout: float) -> None:
+        """process_timed with an infinite deadline is refused as process_timed(), not process()."""
+        holder: list[NestedPool] = []
+
+        def job(level: int) -> object:
+            if level:
+                return "leaf"
+            try:
+                return holder[0].process_timed(1, timeout)
+            except tunnypy.PoolDeadlockError as exc:
+                return exc
+
+        pool = tunnypy.Pool.from_func(1, job)
+        holder.append(pool)
+        try:
+            error = Call(pool.process, 0).wait()
+            assert isinstance(error, tunnypy.PoolDeadlockError)
+            assert "called process_timed() on its own pool" in str(error)
+        finally:
+            assert pool.close(timeout=WAIT)
+
     @pytest.mark.parametrize("size", [2, 3])
     def test_a_try_process_in_the_chain_counts_as_waiting(self, size: int) -> None:
         """A try_process served by another worker holds its caller as process() does."""

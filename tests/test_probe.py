@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tunnypy import _probe
-from tunnypy.__main__ import build_parser, main, render
+from tunnypy.probe import _child, _cli, _limits, main
+from tunnypy.probe._cli import build_parser
+from tunnypy.probe._report import render
 
 LIMIT_NAMES = [
     "RLIMIT_NPROC",
@@ -256,12 +257,12 @@ class TestParseSize:
     )
     def test_units(self, text: str, expected: int) -> None:
         """K, M and G are powers of 1024; a trailing B or iB is allowed."""
-        assert expected == _probe.parse_size(text)
+        assert expected == _cli.parse_size(text)
 
     def test_rejects_junk(self) -> None:
         """Anything else raises ValueError naming it."""
         with pytest.raises(ValueError, match=r"\(got '1.5M'\)$"):
-            _probe.parse_size("1.5M")
+            _cli.parse_size("1.5M")
 
 
 class TestLimits:
@@ -274,21 +275,21 @@ class TestLimits:
             {"name": "b", "room": None},
             {"name": "c", "room": 3},
         ]
-        assert _probe.estimate(limits)["name"] == "c"  # type: ignore[index]
-        assert _probe.estimate([{"name": "b", "room": None}]) is None
+        assert _limits.estimate(limits)["name"] == "c"  # type: ignore[index]
+        assert _limits.estimate([{"name": "b", "room": None}]) is None
 
     def test_diagnose_names_the_full_limit(self) -> None:
         """The limit one more thread would cross is the likely cause."""
-        limits = _probe.read_limits({"maps": 2.0, "rss": 16384.0, "vm": 8 << 20})
+        limits = _limits.read_limits({"maps": 2.0, "rss": 16384.0, "vm": 8 << 20})
         by_name = {limit["name"]: limit for limit in limits}
         full_maps = by_name["vm.max_map_count"]["value"] - 1
         state = {"maps": full_maps, "system_threads": 100, "vm": 1 << 30}
-        assert _probe.diagnose(limits, state, {"rss": 16384.0}) == "vm.max_map_count"
-        assert _probe.diagnose(limits, {"maps": 10, "system_threads": 100}, {}) is None
+        assert _limits.diagnose(limits, state, {"rss": 16384.0}) == "vm.max_map_count"
+        assert _limits.diagnose(limits, {"maps": 10, "system_threads": 100}, {}) is None
 
     def test_user_threads_counts_this_process(self) -> None:
         """RLIMIT_NPROC's count includes this process's threads."""
-        assert _probe.user_threads(os.getuid()) >= 1
+        assert _limits.user_threads(os.getuid()) >= 1
 
 
 class TestSleepers:
@@ -296,7 +297,7 @@ class TestSleepers:
 
     def test_waking_the_newest_stops_them_all(self) -> None:
         """stop() wakes only the newest; each thread woken wakes the one before it."""
-        sleepers = _probe._Sleepers()
+        sleepers = _child._Sleepers()
         for _ in range(20):
             sleepers.start()
         assert all(thread.is_alive() for thread in sleepers.threads)
@@ -307,7 +308,7 @@ class TestSleepers:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """At the limit Thread.start() raises; the threads already started still stop."""
-        sleepers = _probe._Sleepers()
+        sleepers = _child._Sleepers()
         sleepers.start()
         sleepers.start()
         real_start = threading.Thread.start
@@ -323,4 +324,4 @@ class TestSleepers:
         assert sleepers.stop(timeout=10)
 
     def test_stop_with_none_started_is_a_no_op(self) -> None:
-        assert _probe._Sleepers().stop(timeout=1)
+        assert _child._Sleepers().stop(timeout=1)

@@ -12,15 +12,14 @@ from typing import Any
 
 import pytest
 
-from tunnypy import _probe
-from tunnypy.__main__ import main
+from tunnypy.probe import _child, main
 
 # Puts the address-space limit where a new thread gets its stack but not the memory
 # for its first Python frame, in this process, for three sizes of that gap.
 AT_THE_EDGE = textwrap.dedent(
     """
     import json, os, resource, threading
-    from tunnypy import _probe
+    from tunnypy.probe import _child, _limits
 
     stack, page = 256 * 1024, os.sysconf("SC_PAGE_SIZE")
     threading.stack_size(stack)
@@ -32,9 +31,9 @@ AT_THE_EDGE = textwrap.dedent(
     runs = []
     for extra in (4096, 8192, 12288):
         room = stack + page + extra
-        limit = _probe.snapshot()["vm"] + room
+        limit = _limits.snapshot()["vm"] + room
         spec = {"max": 100, "time_limit": 5, "stack_size": stack, "rlimit_as": limit}
-        runs.append(_probe._to_the_limit(spec))
+        runs.append(_child._to_the_limit(spec))
         unlimited = resource.RLIM_INFINITY
         resource.setrlimit(resource.RLIMIT_AS, (unlimited, unlimited))
     hold.set()
@@ -61,7 +60,7 @@ class TestAtTheEdge:
         for run in runs:
             assert run["stopped"] == "error", run
             assert run["stopped_all"] is True
-            assert run["seconds"] < _probe.START_GRACE + 5
+            assert run["seconds"] < _child.START_GRACE + 5
             assert run["state"]["vm"] is not None
 
 
@@ -140,7 +139,7 @@ class TestBareSleepers:
 
     def test_waking_the_newest_stops_them_all(self) -> None:
         """stop() wakes only the newest; each thread woken wakes the one before it."""
-        sleepers = _probe._BareSleepers(grace=10)
+        sleepers = _child._BareSleepers(grace=10)
         for _ in range(20):
             sleepers.start()
         assert sleepers.started == 20
@@ -148,13 +147,13 @@ class TestBareSleepers:
 
     def test_stop_with_none_started_is_a_no_op(self) -> None:
         """Nothing started, nothing to stop."""
-        assert _probe._BareSleepers(grace=1).stop(timeout=1)
+        assert _child._BareSleepers(grace=1).stop(timeout=1)
 
     def test_a_thread_that_dies_unrun_is_given_up_on(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A thread that ends before its body runs: start() raises after grace; the chain holds."""
-        sleepers = _probe._BareSleepers(grace=0.2)
+        sleepers = _child._BareSleepers(grace=0.2)
         sleepers.start()
-        monkeypatch.setattr(_probe, "_sleep_in_chain", lambda *_: None)
+        monkeypatch.setattr(_child, "_sleep_in_chain", lambda *_: None)
         with pytest.raises(RuntimeError, match=r"^a new thread did not run within 0.2 s "):
             sleepers.start()
         monkeypatch.undo()
@@ -166,14 +165,14 @@ class TestBareSleepers:
     def test_a_thread_that_runs_late_stays_out(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A thread given up on that runs later finds its link taken and ends at once."""
         late = threading.Event()
-        real = _probe._sleep_in_chain
+        real = _child._sleep_in_chain
 
         def slow(*locks: Any) -> None:
             late.wait(10)
             real(*locks)
 
-        sleepers = _probe._BareSleepers(grace=0.2)
-        monkeypatch.setattr(_probe, "_sleep_in_chain", slow)
+        sleepers = _child._BareSleepers(grace=0.2)
+        monkeypatch.setattr(_child, "_sleep_in_chain", slow)
         with pytest.raises(RuntimeError, match="did not run within"):
             sleepers.start()
         monkeypatch.undo()
@@ -202,4 +201,4 @@ class TestRunChild:
         fake.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}"\n')
         fake.chmod(0o755)
         monkeypatch.setattr(sys, "executable", str(fake))
-        assert _probe.run_child({}, lambda _: None, timeout=20) == {"ok": True}
+        assert _child.run_child({}, lambda _: None, timeout=20) == {"ok": True}

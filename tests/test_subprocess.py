@@ -104,7 +104,7 @@ class TestCtrlC:
         child = Child(
             """
             import signal, threading, tunnypy
-            from tunnypy import _waker
+            from tunnypy import _job
             # A shell's "cmd &" starts children with SIGINT ignored; be a
             # foreground program whatever launched the test run.
             signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -118,7 +118,7 @@ class TestCtrlC:
                         return "interrupted"
                 return "released"
             pool = tunnypy.Pool.from_func(1, job)
-            waker = _waker.caller_waker()  # the waker process() will sleep on
+            waker = _job.caller_waker()  # the waker process() will sleep on
             print("fd", getattr(waker, "_fd", -1), flush=True)
             try:
                 pool.process(1)
@@ -211,9 +211,9 @@ class TestInterpreterExit:
                 textwrap.dedent(
                     """
                     import sys, tunnypy
-                    from tunnypy import _waker
+                    from tunnypy import _job, _waker
                     pool = tunnypy.Pool.from_func(1, abs)
-                    print(pool.process(-1), pool.close(), type(_waker.caller_waker()).__name__)
+                    print(pool.process(-1), pool.close(), type(_job.caller_waker()).__name__)
                     class Keeper:  # holds the module until its globals are cleared at exit
                         def __del__(self):
                             pass

@@ -36,3 +36,13 @@ class TestTypes:
         with tunnypy.Pool.from_callback(1) as pool:
             assert_type(pool, tunnypy.Pool[Callable[[], object], object])
             assert pool.process(lambda: 3) == 3
+
+    def test_executor_submit_and_map_keep_the_types(self) -> None:
+        """Executor.submit(fn, ...) is a Future of fn's result; map yields fn's results."""
+        with tunnypy.Executor(1) as executor:
+            future = executor.submit(str.upper, "a")
+            assert_type(future, Future[str])
+            assert future.result() == "A"
+            results = executor.map(len, ["ab", "c"], buffersize=1)
+            assert list(results) == [2, 1]
+            assert_type(next(executor.map(len, ["x"])), int)

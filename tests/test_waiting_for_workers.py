@@ -31,7 +31,7 @@ def main_thread_waits_in(method: str) -> bool:
         return False
     while frame is not None:
         code = frame.f_code
-        if code.co_name == method and code.co_filename.endswith("_core.py"):
+        if code.co_name == method and code.co_filename.endswith("_lifecycle.py"):
             return True
         frame = frame.f_back
     return False

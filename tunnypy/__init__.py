@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._executor import Executor
 from ._flight import SingleFlight
 from ._job import interrupted
 from ._limiter import Limiter
@@ -37,6 +38,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "BaseWorker",
     "CancelToken",
+    "Executor",
     "JobCancelledError",
     "JobTimedOutError",
     "Limiter",

@@ -1,14 +1,11 @@
 """
 JobFuture: the ``concurrent.futures.Future`` that :meth:`Pool.submit` returns.
 
-A stock ``Future`` builds a ``threading.Condition`` when it is made: a Python
-object holding a lock, a deque and five bound methods, about 2 µs and eight
-objects for the garbage collector to track. A fan-out of 100,000 submits made
-half its time the collector's. Most futures are never waited on while
-pending (the job finishes first, or a callback is used), so a ``JobFuture``'s
-``_condition`` is a re-entrant lock that makes the real ``Condition`` (on the
-same lock) only when a thread first waits. ``with future._condition`` then
-runs the lock's C code instead of two Python frames.
+A stock ``Future`` builds a ``threading.Condition`` when it is made, several
+objects for the garbage collector to track (docs/performance.md,
+"Shortcuts"). Most futures are never waited on while pending, so a
+``JobFuture``'s ``_condition`` is a re-entrant lock that makes the real
+``Condition`` (on the same lock) only when a thread first waits.
 
 This leans on ``Future``'s private attributes, which ``concurrent.futures``
 itself uses (``wait``, ``as_completed``) and which are the same in Python
@@ -36,13 +33,11 @@ from concurrent.futures._base import (
     PENDING,
     RUNNING,
 )
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from ._core import Core
-    from ._job import Job
+from ._job import Job
 
-__all__ = ["TAKEN_BY_CALLER", "JobFuture"]
+__all__ = ["TAKEN_BY_CALLER", "Canceller", "JobFuture"]
 
 _ENDED = frozenset((CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED))
 TAKEN_BY_CALLER = frozenset((FINISHED, RUNNING))
@@ -99,16 +94,22 @@ class _FutureLock(_thread.RLock):  # type: ignore[misc]
         cond.notify_all()
 
 
+class Canceller(Protocol):
+    """Where a cancelled future's job is taken out of line (the pool's ``Line``)."""
+
+    def cancel_future(self, job: Job) -> None: ...
+
+
 class JobFuture(Future[Any]):
     """A future that leaves the pool's line when cancelled there (private)."""
 
-    _tunnypy_core: Core
+    _tunnypy_line: Canceller
     # Needed only while the job may be in line; dropped once the call ends
     # (Job.let_go), so a done future keeps its result and not the job.
     _tunnypy_job: Job | None
 
-    def __init__(self, core: Core) -> None:
-        self._tunnypy_core = core
+    def __init__(self, line: Canceller) -> None:
+        self._tunnypy_line = line
         if not LEAN:
             super().__init__()
             return
@@ -139,5 +140,5 @@ class JobFuture(Future[Any]):
             return False
         job = self._tunnypy_job
         if job is not None:  # else a cancel() before this one has counted it
-            self._tunnypy_core.cancel_future(job)
+            self._tunnypy_line.cancel_future(job)
         return True

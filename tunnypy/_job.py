@@ -19,16 +19,15 @@ a waker, and the future's own state machine plays the gate's part.
 from __future__ import annotations
 
 import _thread
+import os
 import threading
 from concurrent.futures import Future
 from contextvars import Context
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ._waker import LockWaker, caller_waker
-
-if TYPE_CHECKING:
-    from ._waker import Waker
-    from ._wrapper import WorkerWrapper
+from . import _waker
+from ._waker import FdWaker, LockWaker, Waker
+from ._worker import Worker
 
 __all__ = [
     "DONE",
@@ -36,8 +35,13 @@ __all__ = [
     "REJECTED",
     "RUNNING",
     "WAITING",
+    "CallerLocal",
     "Job",
+    "Runner",
+    "caller_waker",
+    "current_runner",
     "interrupted",
+    "set_current_runner",
     "worker_tls",
 ]
 
@@ -50,6 +54,20 @@ REJECTED = 3  # taken out of the line by close()
 
 # What an emptied job's context is: it holds no variables, so keeps nothing alive.
 NO_CONTEXT = Context()
+
+
+class Runner(Protocol):
+    """What a job needs of the worker thread running it (``WorkerThread`` is one)."""
+
+    job: Job | None
+    retiring: bool  # takes no new job, and leaves at its next offer
+
+    @property
+    def worker(self) -> Worker[Any, Any]: ...  # its interrupt() is the caller's to call
+    @property
+    def index(self) -> int: ...  # names it in logs
+    @property
+    def line(self) -> object: ...  # whose line it serves: a call on its own pool is nested
 
 
 class Job:
@@ -65,10 +83,10 @@ class Job:
         "nested",
         "payload",
         "result",
+        "runner",
         "state",
         "waker",
         "withdrawn",
-        "wrapper",
     )
 
     def __init__(
@@ -86,10 +104,10 @@ class Job:
         self.state = WAITING
         self.result: Any = None
         self.error: BaseException | None = None
-        self.wrapper: WorkerWrapper | None = None
+        self.runner: Runner | None = None
         # The worker whose job made this call on its own pool, from when the
-        # call joins the line until it ends (see ``Core.nested``).
-        self.nested: WorkerWrapper | None = None
+        # call joins the line until it ends (see ``Line.nested``).
+        self.nested: Runner | None = None
         self.lock_waker: LockWaker | None = None
         # Set, under the gate, by a caller that gave up; never cleared (a
         # withdrawn job is never reused).
@@ -145,27 +163,65 @@ class Job:
 
     def empty(self) -> None:
         """Drop what the finished call handed over, so a spare job keeps nothing alive."""
-        self.payload = self.result = self.wrapper = None
+        self.payload = self.result = self.runner = None
         self.context = NO_CONTEXT
 
 
 class _WorkerLocal(threading.local):
-    # The default is a class attribute, not ``getattr(..., None)``: a getattr
-    # that misses raises and catches AttributeError inside, ~0.6 µs, and
-    # every caller whose job waited in line paid it under the pool's lock.
-    wrapper: WorkerWrapper | None = None
+    # A class attribute, not ``getattr(..., None)``: a miss raises inside
+    # getattr, and this is read under the pool's lock (docs/performance.md, "Shortcuts").
+    runner: Runner | None = None
 
 
 worker_tls = _WorkerLocal()
 
 
-def current_wrapper() -> WorkerWrapper | None:
-    """The wrapper whose thread is calling, or ``None`` outside a worker thread."""
-    return worker_tls.wrapper
+def current_runner() -> Runner | None:
+    """The worker thread that is calling, or ``None`` outside a worker thread."""
+    return worker_tls.runner
 
 
-def set_current_wrapper(wrapper: WorkerWrapper) -> None:
-    worker_tls.wrapper = wrapper
+def set_current_runner(runner: Runner) -> None:
+    worker_tls.runner = runner
+
+
+class CallerLocal(threading.local):
+    """What a calling thread keeps between its calls: its eventfd waker and a spare job."""
+
+    # Class-level defaults: a thread-local lookup that misses is slow.
+    # Only an eventfd waker is kept here; a lock waker belongs to a job
+    # (docs/design.md, "Ctrl-C and other signals").
+    waker: FdWaker | None = None
+    # This thread's last call's job, emptied, for its next call to reuse
+    # (docs/design.md, "One job per calling thread").
+    spare: Job | None = None
+
+
+_tls = CallerLocal()
+
+
+def caller_waker() -> FdWaker | None:
+    """
+    The calling thread's eventfd waker, made on first use and kept for the thread's life.
+
+    None while no eventfd can be had (the budget is spent, or there is no
+    eventfd); the call then sleeps on its job's own lock waker, and the
+    next call tries again.
+    """
+    waker = _tls.waker
+    if waker is None:
+        waker = _tls.waker = _waker.new_fd_waker()
+    return waker
+
+
+def _forget_callers_in_child() -> None:
+    # The child shares its parent's eventfds: a wake written in one process
+    # would be read in the other. Forget every caller waker made before fork.
+    global _tls
+    _tls = CallerLocal()
+
+
+os.register_at_fork(after_in_child=_forget_callers_in_child)
 
 
 def interrupted() -> bool:
@@ -180,8 +236,8 @@ def interrupted() -> bool:
     Not guaranteed: a job that never checks keeps running; threads cannot be
     killed.
     """
-    wrapper = worker_tls.wrapper
-    if wrapper is None:
+    runner = worker_tls.runner
+    if runner is None:
         return False
-    job = wrapper.job
+    job = runner.job
     return job is not None and job.withdrawn

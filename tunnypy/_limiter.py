@@ -18,12 +18,11 @@ from typing import Any, ParamSpec, TypeVar, cast, final
 
 import attrs
 
-from ._job import current_wrapper
+from ._checks import check_timeout, deadline_in
+from ._job import Runner, current_runner
 from ._log import debug_enabled, log, safe_repr
 from ._pool import Pool
-from ._token import check_timeout, deadline_in
 from ._waker import wait_until
-from ._wrapper import WorkerWrapper
 from .exceptions import PoolDeadlockError
 
 __all__ = ["Limiter"]
@@ -89,7 +88,7 @@ class Limiter:
     _pool: Pool[Callable[[], object], object]
     _cond: threading.Condition
     _unfinished: int
-    _blocked: set[WorkerWrapper]
+    _blocked: set[Runner]
 
     def __init__(self, size: int) -> None:
         self._pool = Pool.from_callback(size)
@@ -116,15 +115,15 @@ class Limiter:
         """
         _check_fn(fn)
         task = _Task(fn, args, kwargs)
-        wrapper = current_wrapper()
-        if wrapper is None or wrapper.core is not self._pool._core:
+        runner = current_runner()
+        if runner is None or runner.line is not self._pool._line:
             return self._run(task)
-        self._block(wrapper)
-        task.on_start = functools.partial(self._unblock, wrapper)
+        self._block(runner)
+        task.on_start = functools.partial(self._unblock, runner)
         try:
             return self._run(task)
         finally:
-            self._unblock(wrapper)
+            self._unblock(runner)
 
     def _run(self, task: _Task) -> Future[Any]:
         future = self._submit(task, wait=True)
@@ -138,24 +137,24 @@ class Limiter:
             future.result()  # the pool refused it: raises PoolClosedError
         return future
 
-    def _block(self, wrapper: WorkerWrapper) -> None:
+    def _block(self, runner: Runner) -> None:
         # A task waiting in run() holds its slot. Once every slot is held so,
         # nothing can free one: refuse the call that would make it so. A
         # retiring worker's slot is already given up, so its task may wait.
         with self._cond:
-            if not wrapper.retiring:
+            if not runner.retiring:
                 held = 1 + sum(not w.retiring for w in self._blocked)
-                if held >= self._pool._core.active:
+                if held >= self._pool._line.active:
                     msg = (
                         "a task called run() on its own limiter while every slot is "
                         "held by a task waiting in run(); it would never start"
                     )
                     raise PoolDeadlockError(msg)
-            self._blocked.add(wrapper)
+            self._blocked.add(runner)
 
-    def _unblock(self, wrapper: WorkerWrapper) -> None:
+    def _unblock(self, runner: Runner) -> None:
         with self._cond:
-            self._blocked.discard(wrapper)
+            self._blocked.discard(runner)
 
     def try_run(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         """

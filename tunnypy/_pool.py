@@ -1,8 +1,8 @@
 """
 Pool: the public face of a pool of resident workers.
 
-Validation and the hot paths of the calls live here; the shared state and
-everything that changes it under the lock live in ``_core.py``.
+Validation and the caller's fast paths live here; the waiting line in
+``_line.py``, the workers' growth and end in ``_lifecycle.py``.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar, final
 
-from . import _waker
-from ._core import CANCELLED, TIMED_OUT, Core, PoolStats, collected, live_cores
+from . import _job
+from ._checks import check_size, check_timeout
 from ._future import JobFuture
 from ._job import DONE, NO_CONTEXT, RUNNING, WAITING, Job, worker_tls
-from ._token import CancelToken, check_timeout
+from ._lifecycle import Lifecycle, PoolStats, awaited_at_exit, close_dropped_pool
+from ._line import CANCELLED, TIMED_OUT, Line
+from ._token import CancelToken
 from ._waker import Waker, yield_until_free
 from ._worker import CallbackWorker, FuncWorker, Worker
 from .exceptions import JobCancelledError, JobTimedOutError, TunnypyError
@@ -34,16 +36,6 @@ _monotonic = time.monotonic
 _INF = math.inf
 _MAX_FLOAT = sys.float_info.max
 _copy_context = contextvars.copy_context
-
-
-def _check_size(value: object, name: str = "size") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{name} must be a non-negative int (got {type(value).__name__} {value!r})"
-        raise TypeError(msg)
-    if value < 0:
-        msg = f"{name} must be a non-negative int (got {value!r})"
-        raise ValueError(msg)
-    return value
 
 
 def _check_callable_payload(payload: object) -> None:
@@ -84,7 +76,7 @@ class Pool(Generic[P, R]):
     worker is out of rotation until then.
     """
 
-    __slots__ = ("__weakref__", "_core", "_finalizer")
+    __slots__ = ("__weakref__", "_finalizer", "_lifecycle", "_line")
 
     def __init__(
         self,
@@ -102,17 +94,19 @@ class Pool(Generic[P, R]):
         check: Callable[[object], None] | None,
         max_waiting: int | None,
     ) -> None:
-        size = _check_size(size)
+        size = check_size(size)
         if not callable(worker_factory):
             msg = f"worker_factory must be callable (got {type(worker_factory).__name__})"
             raise TypeError(msg)
         if max_waiting is not None:
-            max_waiting = _check_size(max_waiting, "max_waiting")
-        core = Core(worker_factory, check, max_waiting)
-        core.set_size(size, False, None)
-        self._core = core
-        live_cores.add(core)
-        self._finalizer = weakref.finalize(self, collected, core)
+            max_waiting = check_size(max_waiting, "max_waiting")
+        line = Line(check, max_waiting)
+        lifecycle = Lifecycle(worker_factory, line)
+        lifecycle.set_size(size, False, None)
+        self._line = line
+        self._lifecycle = lifecycle
+        awaited_at_exit.add(lifecycle)
+        self._finalizer = weakref.finalize(self, close_dropped_pool, lifecycle)
 
     @classmethod
     def from_func(
@@ -155,13 +149,13 @@ class Pool(Generic[P, R]):
             PoolDeadlockError: Called from a job while every other worker waits
                 on this pool, directly or through the calls it waits for.
         """
-        core = self._core
-        if core.check is not None:
-            core.check(payload)
-        tls = _waker._tls
+        line = self._line
+        if line.check is not None:
+            line.check(payload)
+        tls = _job._tls
         waker: Waker | None = tls.waker
-        # The thread's last job is reused when its call ended normally:
-        # ~4% of a round trip against making one. Job.renew(), inlined.
+        # The thread's last job, reused (docs/design.md, "One job per calling
+        # thread"). Job.renew(), inlined.
         job = tls.spare
         if job is None:
             job = Job(payload, _copy_context(), waker)
@@ -175,61 +169,54 @@ class Pool(Generic[P, R]):
         if waker is None:
             # The thread's first call, or no eventfd to be had.
             waker = job.waker = job.default_waker()
-        # dispatch(), inlined for the two cases that matter: every worker
-        # parked, no summons on its way (the lone round trip; a frame is ~5%
-        # of it), and a job that only joins the line (many callers: a frame
-        # and a second take of the lock were ~13% of a contended call's
-        # instructions). The other cases, and every refusal, are dispatch()'s.
-        # This may be the main thread, where Ctrl-C raises wherever the
-        # interpreter checks for signals, which includes just after any call
-        # returns (``line.append``, the lock's ``__exit__``, a wake): ``with``
-        # always releases the lock, the hand-over makes no call (indexing and
-        # ``del``, not ``pop()``), ``finally`` wakes a worker once it holds
-        # the job, and one ``try`` covers the call from the lock to the end
-        # of the wait, so a job handed over or in line is withdrawn wherever
-        # Ctrl-C lands (and one it did not reach yet is counted cancelled).
-        wrapper = None
+        # The fast path of Line.dispatch(), inlined: the hand-over to a parked
+        # worker and joining the line; every other case is dispatch()'s.
+        # Safe wherever Ctrl-C lands (docs/design.md, "Ctrl-C and other signals").
+        parked = None
         queued = False
-        lock = core.lock
+        lock = line.lock
         try:
             if lock.locked():
                 yield_until_free(lock)
             try:
                 with lock:
-                    idle = core.idle
-                    on_way = core.summoned
+                    idle = line.idle
+                    on_way = line.summoned
                     if idle and on_way is None:
-                        if len(idle) >= core.active:
-                            wrapper = idle[-1]
+                        if len(idle) >= line.active:
+                            parked = idle[-1]
                             del idle[-1]
                             job.state = RUNNING
-                            job.wrapper = wrapper
-                            wrapper.job = job
-                    elif worker_tls.wrapper is None and (
+                            job.runner = parked
+                            parked.job = job
+                    elif worker_tls.runner is None and (
                         # Not a worker thread (whose call dispatch() counts
                         # for the deadlock check), and a worker is free for it
                         # (dispatch()'s last case), or it waits its turn and
                         # nothing refuses it: not closed, no max_waiting.
-                        (on_way is not None and len(idle) + (not on_way.retiring) > len(core.line))
-                        or (not core.closed and core.max_waiting is None)
+                        (
+                            on_way is not None
+                            and len(idle) + (not on_way.retiring) > len(line.waiting)
+                        )
+                        or (not line.closed and line.max_waiting is None)
                     ):
-                        line_waker = job.lock_waker if core.batch_wakes else waker
+                        line_waker = job.lock_waker if line.several_cpus else waker
                         if line_waker is not None:  # else dispatch() makes it
                             job.waker = waker = line_waker
-                            core.line.append(job)
+                            line.waiting.append(job)
                             queued = True
             finally:
-                if wrapper is not None:
+                if parked is not None:
                     try:
-                        wrapper.waker.wake()
+                        parked.waker.wake()
                     except BaseException:
-                        # Ctrl-C as the wake begins (see Core.dispatch).
-                        wrapper.waker.wake()
+                        # Ctrl-C as the wake begins (see Line.dispatch).
+                        parked.waker.wake()
                         raise
-            if wrapper is None and not queued:
-                if core.batch_wakes:
+            if parked is None and not queued:
+                if line.several_cpus:
                     job.waker = waker = job.own_waker()
-                core.dispatch(job)
+                line.dispatch(job)
             if job.state < DONE:
                 wait = waker.wait_forever
                 while job.state < DONE:
@@ -240,18 +227,18 @@ class Pool(Generic[P, R]):
         except TunnypyError:
             raise  # refused by dispatch(), and counted: it never got in
         except BaseException:
-            core.withdraw(job, CANCELLED)  # Ctrl-C: the caller gave up
+            line.withdraw(job, CANCELLED)  # Ctrl-C: the caller gave up
             raise
-        if job.nested is not None:  # a job's call on its own pool (see Core._count_nested)
-            core.forget_nested(job)
+        if job.nested is not None:  # a job's call on its own pool (see Line._count_nested)
+            line.forget_nested(job)
         if job.error is None and job.state == DONE:
             result = job.result
-            job.payload = job.result = job.wrapper = None  # Job.empty(), inlined
+            job.payload = job.result = job.runner = None  # Job.empty(), inlined
             job.context = NO_CONTEXT
             tls.spare = job
             return result  # type: ignore[no-any-return]
         del payload  # not kept by this frame in the traceback of the job's error
-        return core.outcome(job)  # type: ignore[no-any-return]
+        return line.outcome(job)  # type: ignore[no-any-return]
 
     def process_timed(self, payload: P, timeout: float) -> R:
         """
@@ -276,34 +263,35 @@ class Pool(Generic[P, R]):
             # Fraction or Decimal, or bad input.
             timeout = check_timeout(timeout, "timeout")
             deadline = _monotonic() + timeout
-        core = self._core
-        if core.check is not None:
-            core.check(payload)
+        line = self._line
+        if line.check is not None:
+            line.check(payload)
         if timeout <= 0:
-            core.count_refused(TIMED_OUT)
+            line.count_refused(TIMED_OUT)
             raise JobTimedOutError("job did not finish before its deadline")
-        if deadline == _INF:
-            return self.process(payload)
-        # A timed wait on an eventfd is poll() then read(), two releases of
-        # the GIL; with more than one CPU the worker that woke us takes it
-        # back in between, and we wait for it to park. A lock is one timed
-        # futex wait. On one CPU the eventfd's hand-over of the GIL wins.
-        tls = _waker._tls
+        if deadline == _INF:  # no limit: process()'s wait, under this call's name
+            endless = Job(payload, _copy_context(), None)
+            del payload  # as in process()
+            endless.waker = endless.default_waker()
+            return line.call(endless, None, None, call="process_timed")  # type: ignore[no-any-return]
+        # With several CPUs a timed wait sleeps on the job's lock: one futex
+        # wait, not poll() then read() (docs/design.md, "Wakers, and why eventfd").
+        tls = _job._tls
         job = tls.spare
         if job is None:
             job = Job(payload, _copy_context(), None)
         else:
             tls.spare = None
             job.renew(payload, _copy_context())
-        if core.batch_wakes:
+        if line.several_cpus:
             waker: Waker = job.own_waker()
         else:
             waker = tls.waker or job.default_waker()
         job.waker = waker
         try:
             # Inside the try: Ctrl-C may land just after dispatch() returns.
-            core.dispatch(job, call="process_timed")
-            # Inline rather than Core.call(): this is the hot path.
+            line.dispatch(job, call="process_timed")
+            # Inline rather than Line.call(): this is the hot path.
             if job.state < DONE:
                 wait = waker.wait
                 while job.state < DONE:
@@ -314,19 +302,19 @@ class Pool(Generic[P, R]):
         except TunnypyError:
             raise  # refused by dispatch(), and counted: it never got in
         except BaseException:
-            core.withdraw(job, CANCELLED)  # Ctrl-C: the caller gave up
+            line.withdraw(job, CANCELLED)  # Ctrl-C: the caller gave up
             raise
-        if job.state < DONE and core.withdraw(job, TIMED_OUT):
+        if job.state < DONE and line.withdraw(job, TIMED_OUT):
             raise JobTimedOutError("job did not finish before its deadline")
         if job.nested is not None:  # as in process()
-            core.forget_nested(job)
+            line.forget_nested(job)
         if job.error is None and job.state == DONE:
             result = job.result
             job.empty()
             tls.spare = job
             return result  # type: ignore[no-any-return]
         del payload  # as in process()
-        return core.outcome(job)  # type: ignore[no-any-return]
+        return line.outcome(job)  # type: ignore[no-any-return]
 
     def process_ctx(self, payload: P, token: CancelToken) -> R:
         """
@@ -343,21 +331,21 @@ class Pool(Generic[P, R]):
         if not isinstance(token, CancelToken):
             msg = f"token must be a CancelToken (got {type(token).__name__})"
             raise TypeError(msg)
-        core = self._core
-        if core.check is not None:
-            core.check(payload)
+        line = self._line
+        if line.check is not None:
+            line.check(payload)
         if token._cancelled:
-            core.count_refused(CANCELLED)
+            line.count_refused(CANCELLED)
             raise JobCancelledError("token was already cancelled")
         if token.expired:
-            core.count_refused(TIMED_OUT)
+            line.count_refused(TIMED_OUT)
             raise JobTimedOutError("token's deadline had already passed")
         job = Job(payload, _copy_context(), None)
         del payload  # as in process()
         waker = job.waker = job.default_waker()
         token._register(waker)
         try:
-            return core.call(  # type: ignore[no-any-return]
+            return line.call(  # type: ignore[no-any-return]
                 job, token.deadline, token, call="process_ctx"
             )
         finally:
@@ -385,13 +373,13 @@ class Pool(Generic[P, R]):
         Nothing is started when it raises; use it to fall back (serve a cached
         value, shed load) instead of waiting.
         """
-        core = self._core
-        if core.check is not None:
-            core.check(payload)
+        line = self._line
+        if line.check is not None:
+            line.check(payload)
         job = Job(payload, _copy_context(), None)
         del payload  # as in process()
         job.waker = job.default_waker()
-        return core.call(  # type: ignore[no-any-return]
+        return line.call(  # type: ignore[no-any-return]
             job, None, None, wait=False, call="try_process"
         )
 
@@ -400,14 +388,14 @@ class Pool(Generic[P, R]):
         return self._submit(payload, wait=False)
 
     def _submit(self, payload: P, wait: bool) -> Future[R]:
-        core = self._core
-        if core.check is not None:
-            core.check(payload)
-        future = JobFuture(core)
+        line = self._line
+        if line.check is not None:
+            line.check(payload)
+        future = JobFuture(line)
         job = Job(payload, _copy_context(), None, future)
         future._tunnypy_job = job
         try:
-            core.dispatch(job, wait=wait)
+            line.dispatch(job, wait=wait)
         except TunnypyError:
             raise  # refused: it never got in
         except BaseException:
@@ -423,7 +411,7 @@ class Pool(Generic[P, R]):
     @property
     def size(self) -> int:
         """The target number of workers (what ``set_size`` last asked for)."""
-        return self._core.size
+        return self._lifecycle.size
 
     def set_size(self, size: int, *, wait: bool = False, timeout: float | None = None) -> bool:
         """
@@ -453,24 +441,24 @@ class Pool(Generic[P, R]):
             Exception: The factory raised while growing; the pool keeps its
                 previous size.
         """
-        size = _check_size(size)
+        size = check_size(size)
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")
-        return self._core.set_size(size, wait, timeout)
+        return self._lifecycle.set_size(size, wait, timeout)
 
     @property
     def queue_length(self) -> int:
         """Callers waiting in line for a worker (not jobs running)."""
-        return len(self._core.line)
+        return len(self._line.waiting)
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` has been called."""
-        return self._core.closed
+        return self._line.closed
 
     def stats(self) -> PoolStats:
         """A consistent snapshot of sizes and counters."""
-        return self._core.stats()
+        return self._lifecycle.stats()
 
     # -- close ----------------------------------------------------------------
 
@@ -502,10 +490,10 @@ class Pool(Generic[P, R]):
         """
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")
-        core = self._core
-        result = core.close(wait, timeout)
-        if not core.workers:  # else interpreter exit still waits for them
-            live_cores.discard(core)
+        lifecycle = self._lifecycle
+        result = lifecycle.close(wait, timeout)
+        if not lifecycle.workers:  # else interpreter exit still waits for them
+            awaited_at_exit.discard(lifecycle)
         return result
 
     def __enter__(self) -> Pool[P, R]:
@@ -515,6 +503,6 @@ class Pool(Generic[P, R]):
         self.close()
 
     def __repr__(self) -> str:
-        core = self._core
-        state = "closed" if core.closed else f"size={core.size}"
-        return f"<Pool {state} idle={len(core.idle)} waiting={len(core.line)}>"
+        line = self._line
+        state = "closed" if line.closed else f"size={self._lifecycle.size}"
+        return f"<Pool {state} idle={len(line.idle)} waiting={len(line.waiting)}>"

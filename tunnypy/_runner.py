@@ -20,9 +20,9 @@ from typing import Any, ParamSpec, final
 
 import attrs
 
+from ._checks import check_timeout, deadline_in
 from ._log import log, safe_repr
 from ._pool import Pool
-from ._token import check_timeout, deadline_in
 from ._waker import wait_until
 from .exceptions import PoolClosedError
 

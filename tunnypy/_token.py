@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import _thread
 import math
-import numbers
 import time
-from decimal import Decimal
 from typing import TYPE_CHECKING, final
+
+from ._checks import check_timeout
 
 if TYPE_CHECKING:
     from ._waker import Waker
@@ -83,10 +83,8 @@ class CancelToken:
             for waker in wakers:
                 waker.wake()
         except BaseException:
-            # Ctrl-C can land as a lock waker's wake() begins, before it woke
-            # its caller, which would then wait on with no deadline. Spare
-            # wakes are harmless: wake them all again. Not covered: a second
-            # Ctrl-C during that.
+            # Ctrl-C as a wake began may have woken no one: wake them all
+            # again, spare wakes are harmless (a second Ctrl-C is not covered).
             for waker in wakers:
                 waker.wake()
             raise
@@ -104,34 +102,3 @@ class CancelToken:
     def __repr__(self) -> str:
         state = "cancelled" if self._cancelled else ("expired" if self.expired else "live")
         return f"<CancelToken {state} deadline={self._deadline!r}>"
-
-
-def check_timeout(value: object, name: str) -> float:
-    """
-    Return *value*, a non-negative real number of seconds, as a float; raise naming *name*.
-
-    ``int``, ``float``, ``Fraction``, ``Decimal`` and any other
-    ``numbers.Real`` are taken; ``bool`` is not. A value too large for a
-    float becomes ``inf``: no limit.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal):
-        kind = type(value).__name__
-        msg = f"{name} must be a non-negative number of seconds (got {kind} {value!r})"
-        raise TypeError(msg)
-    try:
-        number = float(value)
-    except OverflowError:  # an int or Fraction beyond a float's range
-        number = -math.inf if value < 0 else math.inf
-    except ValueError:  # Decimal("sNaN") refuses to become a float
-        number = math.nan
-    if math.isnan(number) or number < 0:
-        msg = f"{name} must be a non-negative number of seconds (got {value!r})"
-        raise ValueError(msg)
-    return number
-
-
-def deadline_in(timeout: float | None) -> float | None:
-    """The ``time.monotonic()`` time *timeout* seconds from now; ``None`` for no limit (``inf``)."""
-    if timeout is None or timeout == math.inf:
-        return None
-    return time.monotonic() + timeout

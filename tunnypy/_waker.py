@@ -25,19 +25,14 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from ._job import Job
+from typing import Protocol
 
 __all__ = [
     "FD_BUDGET",
-    "CallerLocal",
     "FdWaker",
     "LockWaker",
     "Waker",
     "acquire_until",
-    "caller_waker",
     "cpus_usable",
     "fds_in_use",
     "new_fd_waker",
@@ -59,16 +54,15 @@ _POLL_MAX_MS = 2**31 - 1
 
 
 class Waker(Protocol):
-    # ``wake`` and ``wait_forever`` are plain callables, not methods: where
-    # they can be C functions (an eventfd's), a round trip runs fewer Python
-    # frames. ``wait_forever`` may raise InterruptedError: ``os.eventfd_read``
-    # does not retry after a signal (PEP 475 passed it by), and a signal
-    # with a Python handler, SIGINT included, may land on any thread. Every
-    # caller of ``wait_forever`` catches it and looks at its condition again;
-    # ``wait`` returns early instead, as after a stale wake. Not a blind
-    # retry: a call made by the handler on the same thread shares its waker
-    # and may have taken the wake. In the main thread the handler has run,
-    # or runs at the next bytecode, so Ctrl-C still raises there.
+    """
+    What one thread sleeps on until another wakes it (see the module docstring).
+
+    ``wake`` and ``wait_forever`` are plain callables, not methods, so an
+    eventfd's are C functions. ``wait_forever`` may raise ``InterruptedError``
+    after a signal, and every caller then looks at its condition again;
+    ``wait`` returns early instead (docs/design.md, "Ctrl-C and other signals").
+    """
+
     @property
     def wake(self) -> Callable[[], object]: ...
     @property
@@ -118,10 +112,8 @@ class FdWaker:
         if poll is None:
             poll = self._poll = select.poll()
             poll.register(self._fd, select.POLLIN)
-        # poll() takes milliseconds and rounds up, so a wait never ends early.
-        # It retries after a signal itself (PEP 475), with what is left. A
-        # longer wait is cut to what poll() takes: it ends early, as a wait
-        # may, and its caller, which loops on its deadline, waits again.
+        # poll() rounds milliseconds up and retries after a signal (PEP 475);
+        # a wait longer than it takes ends early, and its caller waits again.
         if not poll.poll(min(max(timeout, 0.0) * 1000.0, _POLL_MAX_MS)):
             return False
         _read(self._fd)
@@ -132,11 +124,8 @@ class FdWaker:
         _close: Callable[[int], None] = os.close,
         _lock: _thread.LockType = _budget_lock,
     ) -> None:
-        # Only here: while anything can still wake this waker it is
-        # referenced, so its descriptor number cannot have been reused.
-        # The defaults keep what this needs: at interpreter exit CPython sets
-        # a module's ``_private`` globals to None before its other ones, and a
-        # waker freed in between (the main thread's, held by ``_tls``) raised.
+        # Closed only here, so a referenced waker's fd is never reused. The
+        # defaults outlive module teardown, which sets ``_private`` globals to None.
         global _fds_in_use
         _close(self._fd)
         with _lock:
@@ -215,39 +204,6 @@ def fds_in_use() -> int:
     return _fds_in_use
 
 
-class CallerLocal(threading.local):
-    """What a calling thread keeps between its calls: its eventfd waker and a spare job."""
-
-    # Class-level defaults: a thread-local lookup that misses costs ~0.6 µs.
-    # Only an eventfd waker is kept here. A lock waker belongs to a job
-    # (``Job.own_waker``): a lock wait retries inside C after a signal
-    # handler without looking at its job again, so a handler's call must
-    # never sleep on, and take the wake of, the lock its thread waits on.
-    waker: FdWaker | None = None
-    # The job of this thread's last call that ended normally, emptied, for
-    # its next call to reuse (see Pool.process). A call takes it out while
-    # it runs, so a call made on the same thread meanwhile (a signal
-    # handler's, a __del__'s) makes its own, with its own lock waker.
-    spare: Job | None = None
-
-
-_tls = CallerLocal()
-
-
-def caller_waker() -> FdWaker | None:
-    """
-    The calling thread's eventfd waker, made on first use and kept for the thread's life.
-
-    None while no eventfd can be had (the budget is spent, or there is no
-    eventfd); the call then sleeps on its job's own lock waker, and the
-    next call tries again.
-    """
-    waker = _tls.waker
-    if waker is None:
-        waker = _tls.waker = new_fd_waker()
-    return waker
-
-
 def cpus_usable() -> int:
     """How many CPUs this process may run on."""
     try:
@@ -257,8 +213,7 @@ def cpus_usable() -> int:
 
 
 # How many times a thread gives up the GIL, waiting for a held pool lock,
-# before it blocks on the lock instead: about 80 µs here with nothing else
-# to run, far longer than any of the pool's critical sections lasts.
+# before it blocks on it: far longer than any critical section (performance.md, "Shortcuts").
 YIELDS = 100
 
 # Releases the GIL and lets another runnable thread have the CPU.
@@ -273,7 +228,7 @@ def yield_until_free(lock: _thread.LockType) -> None:
     without the GIL, and the release makes it the owner while it still waits
     for the GIL; the thread that has the GIL then finds the lock held, sleeps
     in turn, and a convoy forms in which almost every acquisition sleeps
-    (docs/design.md, "The pool's lock"). Yielding leaves the lock to be taken
+    (docs/design.md, "The pool's lock, and lock convoys"). Yielding leaves the lock to be taken
     by a thread that holds the GIL. Not guaranteed: the lock may be taken
     again before the caller gets to it, and after ``YIELDS`` turns the caller
     blocks on it as before.
@@ -285,16 +240,12 @@ def yield_until_free(lock: _thread.LockType) -> None:
 
 
 def _after_fork_in_child() -> None:
-    # The child shares its parent's eventfds; a wake written in one process
-    # would be read in the other. Forget every caller waker made before fork.
-    # Another thread may have held the budget lock at fork: the child's copy
-    # would stay locked for good. A raw lock may be released by any thread,
-    # and no other thread exists in the child. Release it first: forgetting
-    # this thread's waker closes it, which takes the lock.
-    global _tls
+    # A budget lock held at fork by a thread the child lacks would stay locked:
+    # release it (any thread may release a raw lock). ``_job`` forgets the wakers
+    # after this runs (it imports this module, so its handler is registered
+    # later): closing one takes the lock.
     if _budget_lock.locked():
         _budget_lock.release()
-    _tls = CallerLocal()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -50,6 +50,7 @@ class PoolDeadlockError(TunnypyError, RuntimeError):
     A job called its own pool while every other worker was waiting on that
     same pool, directly or through the calls it waited for; a
     :class:`Limiter` task called ``run()`` while every slot was held by a
-    task waiting in ``run()``; or a :class:`SingleFlight` function called
-    ``do()`` on its own key.
+    task waiting in ``run()``; a :class:`SingleFlight` function called
+    ``do()`` on its own key; or every worker of an :class:`Executor` would
+    wait in ``submit()`` for room in its line.
     """

@@ -85,14 +85,14 @@ class TestCtrlCJustAfterTheJobGotIn:
         blocker = Gate()
         ran = threading.Event()
         with tunnypy.Pool.from_func(1, run) as pool:
-            core = pool._core
-            core.batch_wakes = kind == "process, lock"
+            core = pool._line
+            core.several_cpus = kind == "process, lock"
             busy = pool.submit(blocker)
             assert blocker.started.wait(WAIT)
-            core.line = InterruptedLine()
+            core.waiting = InterruptedLine()
             with pytest.raises(KeyboardInterrupt):
                 IN_LINE_CALLS[kind](pool, ran.set)
-            assert core.line.interrupted
+            assert core.waiting.interrupted
             stats = pool.stats()
             assert (pool.queue_length, stats.cancelled) == (0, 1)
             blocker.release.set()
@@ -113,7 +113,7 @@ class TestCtrlCJustAfterTheJobGotIn:
             seen.append(tunnypy.interrupted())
 
         with tunnypy.Pool.from_func(1, run) as pool:
-            core = pool._core
+            core = pool._line
             wait_for(lambda: pool.stats().idle == 1, "the worker to park")
             wrapper = core.idle[0]
             proxy = wrapper.waker = InterruptedWake(wrapper.waker)
@@ -136,8 +136,8 @@ class TestCtrlCJustAfterTheJobGotIn:
         blocker = Gate()
         ran = threading.Event()
         with tunnypy.Pool.from_func(1, run) as pool:
-            core = pool._core
-            core.batch_wakes = kind == "process, lock"
+            core = pool._line
+            core.several_cpus = kind == "process, lock"
             core.max_waiting = 10  # process() takes dispatch()'s way into the line
             busy = pool.submit(blocker)
             assert blocker.started.wait(WAIT)
@@ -167,7 +167,7 @@ class TestCtrlCAsALockWakeBegins:
     def test_the_worker_is_woken_and_the_pool_serves_on(self, kind: str) -> None:
         ran = threading.Event()
         with tunnypy.Pool.from_func(1, run) as pool:
-            core = pool._core
+            core = pool._line
             wait_for(lambda: pool.stats().idle == 1, "the worker to park")
             wrapper = core.idle[0]
             proxy = wrapper.waker = InterruptedWake(wrapper.waker, before=True)
@@ -212,7 +212,7 @@ class TestCtrlCInsideClose:
     def test_ctrl_c_as_the_first_parked_worker_is_woken(self) -> None:
         pool = tunnypy.Pool.from_func(3, run)
         wait_for(lambda: pool.stats().idle == 3, "the workers to park")
-        leader = pool._core.idle[-1]  # the chain starts from the top of the stack
+        leader = pool._line.idle[-1]  # the chain starts from the top of the stack
         proxy = leader.waker = InterruptedWake(leader.waker, before=True)
         with pytest.raises(KeyboardInterrupt):
             pool.close(wait=False)

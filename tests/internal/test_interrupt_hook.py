@@ -43,7 +43,7 @@ class TestInterrupt:
                 # In line, or handed to the worker: a worker whose readiness
                 # is BaseWorker's no-op parks before delivering, so the second
                 # call may go straight to it while it waits on the gate.
-                held = [w.job for w in list(pool._core.workers)]
+                held = [w.job for w in list(pool._lifecycle.workers)]
                 return pool.queue_length == 1 or any(j is not None and j.payload == 4 for j in held)
 
             wait_for(second_dispatched, "the second call to reach the worker or the line")

@@ -15,7 +15,7 @@ import pytest
 
 import tunnypy
 from tests.helpers import WAIT, Call, Gate, on_sigusr1, sigusr1_until, wait_for
-from tunnypy import _waker
+from tunnypy import _job
 from tunnypy._job import NO_CONTEXT, Job
 
 
@@ -27,7 +27,7 @@ class Box:
 
 
 def spare() -> Job | None:
-    return _waker._tls.spare
+    return _job._tls.spare
 
 
 def box_plus_one(box: Box) -> Box:
@@ -41,7 +41,7 @@ class TestReuse:
             assert pool.process(Box(1)).value == 2
             job = spare()
             assert job is not None
-            assert (job.payload, job.result, job.wrapper, job.context) == (
+            assert (job.payload, job.result, job.runner, job.context) == (
                 None,
                 None,
                 None,

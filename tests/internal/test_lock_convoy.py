@@ -80,7 +80,7 @@ class TestYieldUntilFree:
 class TestHotPathsYield:
     def test_process_yields_while_the_pool_lock_is_held(self, spy: YieldSpy) -> None:
         with tunnypy.Pool.from_func(2, identity) as pool:
-            core = pool._core
+            core = pool._line
             wait_for(lambda: len(core.idle) == 2, "both workers to park")
             with core.lock:
                 call = Call(pool.process, 7)
@@ -90,7 +90,7 @@ class TestHotPathsYield:
 
     def test_submit_yields_while_the_pool_lock_is_held(self, spy: YieldSpy) -> None:
         with tunnypy.Pool.from_func(2, identity) as pool:
-            core = pool._core
+            core = pool._line
             with core.lock:
                 call = Call(pool.submit, 8)
                 assert spy.yielded.wait(WAIT), "submit() blocked on the held lock"
@@ -102,14 +102,14 @@ class TestHotPathsYield:
     ) -> None:
         gate = Gate()
         with tunnypy.Pool.from_func(1, gate) as pool:
-            core = pool._core
+            core = pool._line
             future = pool.submit(9)
             assert gate.started.wait(WAIT)
             with core.lock:
                 gate.release.set()  # the worker returns and wants the lock
                 assert spy.yielded.wait(WAIT), "the worker blocked on the held lock"
             assert future.result(WAIT) == 9
-            assert spy.callers[0] == "_offer"
+            assert spy.callers[0] == "take_or_park"
 
 
 class HandOverLock:
@@ -150,11 +150,11 @@ def test_a_summoned_worker_yields_before_passing_the_summons_on(
 ) -> None:
     """A summoned worker takes its job, then takes the lock again to pass the summons on."""
     with tunnypy.Pool.from_func(1, identity) as pool:
-        core = pool._core
+        core = pool._line
         wait_for(lambda: len(core.idle) == 1, "the worker to park")
         [wrapper] = core.idle
         lock = HandOverLock(core.lock)
-        lock.thread = wrapper.thread
+        lock.thread = wrapper.thread  # type: ignore[attr-defined]  # a WorkerThread
         monkeypatch.setattr(core, "lock", lock)
         future = pool.submit(5)  # goes in line and summons the parked worker
         handed = lock.handed.wait(WAIT)
@@ -164,4 +164,4 @@ def test_a_summoned_worker_yields_before_passing_the_summons_on(
         assert handed, "the summoned worker never took its job"
         assert yielded, "the summoned worker blocked on the held lock"
         assert future.result(WAIT) == 5
-        assert spy.callers == ["_await_job"] * len(spy.callers)
+        assert spy.callers == ["answer_summons"] * len(spy.callers)

@@ -12,14 +12,16 @@ from tests.helpers import (
     Call,
     wait_for,
 )
-from tunnypy import _waker
+from tunnypy import _job
 from tunnypy._job import NO_CONTEXT, Job
 from tunnypy._waker import Waker
 
 
 class TestJobUsesItsOwnPool:
-    @pytest.mark.parametrize("batch_wakes", [False, True])
-    def test_a_job_calling_its_own_full_pool_raises_deadlock_error(self, batch_wakes: bool) -> None:
+    @pytest.mark.parametrize("several_cpus", [False, True])
+    def test_a_job_calling_its_own_full_pool_raises_deadlock_error(
+        self, several_cpus: bool
+    ) -> None:
         """process() from a job on a size-1 pool raises PoolDeadlockError instead of hanging."""
         holder: list[tunnypy.Pool[int, int]] = []
 
@@ -31,11 +33,11 @@ class TestJobUsesItsOwnPool:
             # itself, and must still check.
             spare = Job(None, NO_CONTEXT, None)
             spare.own_waker()
-            _waker._tls.spare = spare
+            _job._tls.spare = spare
             return holder[0].process(depth + 1)
 
         pool = tunnypy.Pool.from_func(1, job)
-        pool._core.batch_wakes = batch_wakes  # both of process()'s ways into the line
+        pool._line.several_cpus = several_cpus  # both of process()'s ways into the line
         holder.append(pool)
         try:
             with pytest.raises(tunnypy.PoolDeadlockError, match="its own pool"):
@@ -68,7 +70,7 @@ class TestNestedCallsAndRetirement:
     def test_a_nested_call_behind_a_summoned_worker_is_counted(self, timed: bool) -> None:
         """A summoned worker not yet running looks free; retiring it must not strand the call."""
         pool = tunnypy.Pool.from_callback(1)
-        core = pool._core
+        core = pool._line
         go = threading.Event()
         outcome: list[object] = []
 

@@ -19,20 +19,20 @@ from tests.helpers import (
 )
 from tunnypy._future import JobFuture
 from tunnypy._job import Job
+from tunnypy._line import Line, Taker
 from tunnypy._waker import Waker, new_waker
-from tunnypy._wrapper import WorkerWrapper
 
 
-class FailingIdle(list["WorkerWrapper"]):
+class FailingIdle(list["Taker"]):
     """An idle stack whose ``append`` raises MemoryError, as if memory ran out as a worker parks."""
 
-    def __init__(self, items: list[WorkerWrapper], times: int, only: WorkerWrapper | None) -> None:
+    def __init__(self, items: list[Taker], times: int, only: Taker | None) -> None:
         super().__init__(items)
         self.times = times
         self.only = only
         self.raised = 0
 
-    def append(self, wrapper: WorkerWrapper) -> None:
+    def append(self, wrapper: Taker) -> None:
         if self.raised < self.times and (self.only is None or wrapper is self.only):
             self.raised += 1
             raise MemoryError("parking")
@@ -40,9 +40,9 @@ class FailingIdle(list["WorkerWrapper"]):
 
 
 def fail_parking(
-    pool: tunnypy.Pool[Any, Any], times: int, only: WorkerWrapper | None = None
+    pool: tunnypy.Pool[Any, Any], times: int, only: Taker | None = None
 ) -> FailingIdle:
-    core = pool._core
+    core = pool._line
     with core.lock:
         core.idle = failing = FailingIdle(core.idle, times, only)
     return failing
@@ -86,7 +86,7 @@ class FailingWaker:
 @pytest.fixture
 def failing_wakers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every worker made from now on parks on a FailingWaker (unarmed) when it is handed jobs."""
-    monkeypatch.setattr("tunnypy._wrapper.new_waker", lambda: FailingWaker(new_waker()))
+    monkeypatch.setattr("tunnypy._worker_thread.new_waker", lambda: FailingWaker(new_waker()))
 
 
 def parked_failing(
@@ -99,7 +99,7 @@ def parked_failing(
     tolerate: they only look again), holding no job.
     """
     wait_for(lambda: pool.stats().idle == pool.size, "every worker to park")
-    fake = pool._core.idle[-1].fd_waker
+    fake = pool._line.idle[-1].fd_waker
     assert isinstance(fake, FailingWaker)
     wait_for(fake.parked.is_set, "the worker to sleep")
     if failed_already:
@@ -130,18 +130,18 @@ def handed_over_as_it_closes(pool: tunnypy.Pool[str, str], *, failed_already: bo
 
 def fail_once_after_a_summons(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Make the next worker taking a future on a summons raise just after; ``[False]`` once done."""
-    real_offer = WorkerWrapper._offer
+    real_offer = Line.take_or_park
     armed = [True]
 
-    def offer(self: WorkerWrapper) -> Job | None:
-        summoned = self.core.summoned is self
-        job = real_offer(self)
+    def offer(self: Line, worker: Taker) -> Job | None:
+        summoned = self.summoned is worker
+        job = real_offer(self, worker)
         if armed[0] and summoned and job is not None and job.future is not None:
             armed[0] = False
             raise OSError("answering the summons")
         return job
 
-    monkeypatch.setattr(WorkerWrapper, "_offer", offer)
+    monkeypatch.setattr(Line, "take_or_park", offer)
     return armed
 
 
@@ -310,7 +310,7 @@ class TestOwnCodeFails:
         pool: tunnypy.Pool[Any, Any] = tunnypy.Pool(2, factory)
         try:
             wait_for(lambda: pool.stats().idle == 2, "both workers to park")
-            core = pool._core
+            core = pool._line
             target = core.idle[-1]  # the next to be handed a job
             fail_parking(pool, times=100, only=target)
             assert pool.process_timed(lambda: "first", WAIT) == "first"

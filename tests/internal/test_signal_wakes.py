@@ -19,7 +19,7 @@ from tests.helpers import (
     sigusr1_until,
     wait_for,
 )
-from tunnypy import _waker
+from tunnypy import _job, _waker
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill"
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def worker_threads(pool: tunnypy.Pool[Any, Any]) -> list[threading.Thread]:
-    return [wrapper.thread for wrapper in pool._core.workers]
+    return [wrapper.thread for wrapper in pool._lifecycle.workers]
 
 
 class TestParkedWorker:
@@ -72,13 +72,13 @@ class TestHandlerThatCallsThePoolWhileItsThreadSleepsOnALock:
         assert threading.current_thread() is threading.main_thread()
         if outer_kind == "process without an eventfd":
             # The budget of eventfds is spent: even the lone round trip sleeps on a lock.
-            monkeypatch.setattr(_waker._tls, "waker", None)
+            monkeypatch.setattr(_job._tls, "waker", None)
             monkeypatch.setattr(_waker, "new_fd_waker", lambda: None)
         blocker, outer = Gate(), Gate()
         seen: dict[str, object] = {}
         entered, handled = threading.Event(), threading.Event()
         with tunnypy.Pool.from_func(1, run) as pool:
-            pool._core.batch_wakes = True  # lock wakers, even pinned to one CPU
+            pool._line.several_cpus = True  # lock wakers, even pinned to one CPU
 
             def handler(signum: int, frame: object) -> None:
                 if entered.is_set():

@@ -20,7 +20,7 @@ import pytest
 
 import tunnypy
 from tests.helpers import WAIT, Call, Gate, wait_for
-from tunnypy._core import Core
+from tunnypy._line import Line
 
 
 class HeldWake:
@@ -46,8 +46,8 @@ class HeldWake:
         self.real.wake()
 
 
-def core_of(pool: tunnypy.Pool[Any, Any]) -> Core:
-    return pool._core
+def core_of(pool: tunnypy.Pool[Any, Any]) -> Line:
+    return pool._line
 
 
 def park_all(pool: tunnypy.Pool[Any, Any], size: int, hold: bool = False) -> list[HeldWake]:

@@ -44,7 +44,7 @@ class TestCloseWhileAGrowStartsThreads:
         monkeypatch.setattr(threading, "Thread", PausingThread)
         grow = Call(pool.set_size, 2)
         assert about_to_start.wait(WAIT)  # worker 1 is listed, its thread not started
-        core = pool._core
+        core = pool._lifecycle
         core.resize_lock = LetTheGrowGoOn(core.resize_lock)  # type: ignore[assignment]
         closed = pool.close(timeout=WAIT)
         ended = [worker.terminated for worker in factory.made]
@@ -87,7 +87,7 @@ class TestShrinkWithWaitWhileAGrowthStartsThreads:
         grow = Call(pool.set_size, 4)
         try:
             assert about_to_start.wait(WAIT)  # worker 3 is listed, its thread not started
-            core = pool._core
+            core = pool._lifecycle
             core.resize_lock = LetTheGrowGoOn(core.resize_lock)  # type: ignore[assignment]
             shrunk = pool.set_size(0, wait=True, timeout=WAIT)
             ended = factory.terminated()

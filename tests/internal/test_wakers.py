@@ -13,7 +13,7 @@ import pytest
 
 import tunnypy
 from tests.helpers import WAIT, Call, identity
-from tunnypy import _waker
+from tunnypy import _job, _waker
 
 
 class TestWakers:
@@ -98,7 +98,7 @@ class TestAfterFork:
         """Forgetting the forking thread's eventfd waker in the child takes the freed lock."""
         with tunnypy.Pool.from_func(1, identity) as pool:
             assert pool.process(1) == 1  # this thread now keeps a waker for its calls
-        assert _waker._tls.waker is not None
+        assert _job._tls.waker is not None
         read_end, write_end = os.pipe()
         with _waker._budget_lock:  # as another thread would, mid-update
             pid = os.fork()

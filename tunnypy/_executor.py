@@ -1,0 +1,292 @@
+"""
+Executor: a ``concurrent.futures`` executor on a pool of function-calling workers.
+
+The public face: arguments, ``map`` and the ``ThreadPoolExecutor`` surface.
+The calls, their workers and the counts they share live in ``_calls.py``;
+the pool's resize is ``set_max_workers``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar, final
+
+from ._calls import WHEN_FULL, ExecutorState, WhenFull, live_states
+from ._checks import check_timeout
+from ._pool import PoolStats
+
+__all__ = ["Executor"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_names = itertools.count()
+
+
+def _check_positive(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name} must be a positive int (got {type(value).__name__} {value!r})"
+        raise TypeError(msg)
+    if value < 1:
+        msg = f"{name} must be a positive int (got {value!r})"
+        raise ValueError(msg)
+    return value
+
+
+def _default_workers() -> int:
+    count = getattr(os, "process_cpu_count", os.cpu_count)()
+    return min(32, (count or 1) + 4)
+
+
+@final
+class Executor(ThreadPoolExecutor):
+    """
+    A ``concurrent.futures`` executor whose threads are a resizable tunnypy pool.
+
+    Behaves like :class:`concurrent.futures.ThreadPoolExecutor` (same
+    arguments and defaults, same errors), and adds three things: the number of
+    threads can change at any time (:meth:`set_max_workers`), the calls
+    waiting for a thread can be bounded (*max_waiting*, *when_full*), and
+    cancelling a running call's future interrupts it
+    (:func:`tunnypy.interrupted` turns true inside it; ``cancel()`` still
+    returns ``False``, as a running future's must).
+
+    It subclasses ``ThreadPoolExecutor`` only so that asyncio accepts it as
+    the loop's default executor (``loop.set_default_executor`` refuses any
+    other class on Python 3.11 to 3.13). It overrides every public method and
+    never calls ``ThreadPoolExecutor.__init__``: none of its attributes,
+    threads or queue exist, and its private methods are not to be called.
+
+    Args:
+        max_workers: How many worker threads; ``None`` for
+            ``min(32, cpu count + 4)``, as ``ThreadPoolExecutor``.
+        max_waiting: At most this many calls (at least 1) wait for a thread; ``None`` for
+            no limit (``ThreadPoolExecutor``'s unbounded queue).
+        when_full: What :meth:`submit` does when *max_waiting* calls wait:
+            ``"block"`` waits for room, ``"raise"`` raises
+            :class:`PoolBusyError`, ``"caller_runs"`` runs the call in the
+            calling thread and returns its finished future.
+        thread_name_prefix: Worker threads are named ``<prefix>_<n>``.
+        initializer: Called with *initargs* on each worker thread before its
+            first call. If it raises, the executor is broken: that call, the
+            waiting ones and later submits fail with ``BrokenThreadPool``.
+        initargs: Arguments for *initializer*.
+
+    Raises:
+        TypeError, ValueError: An argument is invalid; nothing was started.
+
+    Unlike ``ThreadPoolExecutor``, all *max_workers* threads start with the
+    executor, and a call runs in a copy of the submitter's ``contextvars``
+    context (as :meth:`Pool.submit` jobs do).
+
+    Not guaranteed: threads cannot be killed. A cancelled running call runs
+    on until it checks :func:`tunnypy.interrupted` or returns. A thread
+    takes its name, and runs the initializer, when it takes its first call.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        max_waiting: int | None = None,
+        when_full: WhenFull = "block",
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> None:
+        size = (
+            _default_workers()
+            if max_workers is None
+            else _check_positive(max_workers, "max_workers")
+        )
+        if max_waiting is not None:
+            max_waiting = _check_positive(max_waiting, "max_waiting")
+        if when_full not in WHEN_FULL:
+            msg = f"when_full must be 'block', 'raise' or 'caller_runs' (got {when_full!r})"
+            raise ValueError(msg)
+        if not isinstance(thread_name_prefix, str):
+            kind = type(thread_name_prefix).__name__
+            msg = f"thread_name_prefix must be a str (got {kind})"
+            raise TypeError(msg)
+        if initializer is not None and not callable(initializer):
+            msg = f"initializer must be callable or None (got {type(initializer).__name__})"
+            raise TypeError(msg)
+        if not isinstance(initargs, tuple):
+            msg = f"initargs must be a tuple (got {type(initargs).__name__})"
+            raise TypeError(msg)
+        prefix = thread_name_prefix or f"TunnypyExecutor-{next(_names)}"
+        state = ExecutorState(
+            size,
+            max_waiting=max_waiting,
+            when_full=when_full,
+            prefix=prefix,
+            initializer=initializer,
+            initargs=initargs,
+        )
+        self._state = state
+        live_states.add(state)
+        self._finalizer = weakref.finalize(self, state.shut, False, False)
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """
+        Schedule ``fn(*args, **kwargs)`` and return its future.
+
+        When *max_waiting* calls already wait, does what *when_full* says.
+
+        Raises:
+            RuntimeError: The executor was shut down (also while blocked for room).
+            BrokenThreadPool: An initializer failed.
+            PoolBusyError: The line is full and *when_full* is ``"raise"``.
+            TypeError: *fn* is not callable.
+        """
+        if not callable(fn):
+            msg = f"fn must be callable (got {type(fn).__name__})"
+            raise TypeError(msg)
+        return self._state.submit(fn, args, kwargs)
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[object],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Generator[T, None, None]:
+        """
+        Like ``map(fn, *iterables)``, the calls run on the executor.
+
+        As Python 3.14's ``Executor.map``, on every Python: with
+        *buffersize*, the input is read lazily, *buffersize* calls ahead of
+        the results yielded (one more while a result is awaited); without it,
+        every call is submitted at once. *chunksize* is accepted and ignored,
+        as by ``ThreadPoolExecutor``.
+
+        Raises:
+            TimeoutError: From the iterator, when a result is not ready
+                *timeout* seconds after ``map()`` was called; the calls not
+                yet done are cancelled (interrupted if running).
+            Exception: From the iterator, what ``fn`` raised for that item.
+            TypeError, ValueError: An argument is invalid; nothing was submitted.
+        """
+        if not callable(fn):
+            msg = f"fn must be callable (got {type(fn).__name__})"
+            raise TypeError(msg)
+        if timeout is not None:
+            timeout = check_timeout(timeout, "timeout")
+        _check_positive(chunksize, "chunksize")
+        if buffersize is not None:
+            _check_positive(buffersize, "buffersize")
+        end_time = None if timeout is None else time.monotonic() + timeout
+        args_iter = zip(*iterables, strict=False)
+        submit = self.submit
+        fs: deque[Future[T]] = deque(
+            submit(fn, *args) for args in itertools.islice(args_iter, buffersize)
+        )
+        executor_ref = weakref.ref(self)
+        return _results(
+            fs,
+            end_time=end_time,
+            fn=fn,
+            args_iter=args_iter,
+            buffersize=buffersize,
+            executor_ref=executor_ref,
+        )
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """
+        Refuse new calls; calls already submitted still run, unless *cancel_futures*.
+
+        Safe to call twice, and from inside a call (which then waits for the
+        other calls only). Submitters blocked by *max_waiting* get
+        ``RuntimeError``.
+
+        Args:
+            wait: Wait until every submitted call has finished and the
+                worker threads have ended.
+            cancel_futures: Cancel the calls that have not started.
+        """
+        self._state.shut(bool(wait), bool(cancel_futures))
+
+    @property
+    def max_workers(self) -> int:
+        """How many worker threads the executor has (what it was last asked for)."""
+        return self._state.pool.size
+
+    def set_max_workers(self, n: int) -> None:
+        """
+        Grow or shrink to *n* worker threads, at once and under load.
+
+        As :meth:`Pool.set_size`: new threads serve waiting calls at once;
+        idle threads leave first, busy ones when their call returns; no call
+        is lost or run twice.
+
+        Raises:
+            RuntimeError: The executor was shut down.
+            TypeError, ValueError: *n* is not a positive int; nothing changed.
+        """
+        n = _check_positive(n, "n")
+        state = self._state
+        with state.lock:
+            # Under the lock, so that no shutdown closes the pool meanwhile.
+            if state.shutdown:
+                msg = "cannot resize an executor after shutdown"
+                raise RuntimeError(msg)
+            state.pool.set_size(n)
+
+    def stats(self) -> PoolStats:
+        """A snapshot of the executor's pool: sizes and counters (see :class:`PoolStats`)."""
+        return self._state.pool.stats()
+
+    def __repr__(self) -> str:
+        state = self._state
+        pool = state.pool
+        if state.broken is not None:
+            status = "broken"
+        elif state.shutdown:
+            status = "shut down"
+        else:
+            status = f"max_workers={pool.size}"
+        return f"<Executor {status} waiting={len(state.waiting)}>"
+
+
+def _results(
+    fs: deque[Future[T]],
+    *,
+    end_time: float | None,
+    fn: Callable[..., T],
+    args_iter: Iterator[tuple[object, ...]],
+    buffersize: int | None,
+    executor_ref: weakref.ref[Executor],
+) -> Generator[T, None, None]:
+    # A generator apart from map(), so that map() submits before the first next().
+    try:
+        fs.reverse()
+        while fs:
+            if buffersize and (executor := executor_ref()) is not None:
+                args = next(args_iter, None)
+                if args is not None:
+                    fs.appendleft(executor.submit(fn, *args))
+                del executor
+            timeout = None if end_time is None else end_time - time.monotonic()
+            yield _result_or_cancel(fs.pop(), timeout)
+    finally:
+        for future in fs:
+            future.cancel()
+
+
+def _result_or_cancel(future: Future[T], timeout: float | None) -> T:
+    try:
+        try:
+            return future.result(timeout)
+        finally:
+            future.cancel()
+    finally:
+        del future  # no reference to a failed future's traceback from this frame

@@ -1,0 +1,719 @@
+"""
+Lifecycle: the workers of one pool, from growth to exit.
+
+Grow, shrink, retire, repair, close, waiting for workers to end, interpreter
+exit, fork and collection. The workers serve a ``Line`` (``_line.py``) and
+share its lock. Threads reference only the line and the lifecycle, never the
+``Pool``, so a pool dropped without ``close()`` is collected and a finalizer
+closes its lifecycle (docs/design.md, "The Pool/Lifecycle split").
+
+Invariant, under the line's lock: ``workers`` holds every worker whose thread
+has not yet finished ``terminate()``.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ._checks import deadline_in
+from ._job import REJECTED, RUNNING, WAITING, Job
+from ._line import Line, Taker
+from ._log import debug_enabled, log
+from ._waker import LockWaker, Waker, acquire_until
+from ._worker import Worker, check_worker
+from ._worker_thread import WorkerThread
+from .exceptions import PoolClosedError
+
+__all__ = ["Lifecycle", "PoolStats", "awaited_at_exit", "close_dropped_pool"]
+
+_monotonic = time.monotonic
+_TIMEOUT_MAX = threading.TIMEOUT_MAX
+
+
+@attrs.frozen
+class PoolStats:
+    """
+    A snapshot of a pool, taken under its lock.
+
+    ``completed + failed + timed_out + cancelled + rejected`` counts every call
+    that has ended (a ``submit`` ends when its future does).
+    """
+
+    size: int
+    """The target size: what ``set_size`` last asked for."""
+    workers: int
+    """Worker threads alive, including retiring ones still finishing a job."""
+    busy: int
+    """Workers holding a job."""
+    idle: int
+    """Workers parked, ready for a job."""
+    waiting: int
+    """Calls waiting in line for a worker."""
+    completed: int
+    """Jobs whose result was delivered."""
+    failed: int
+    """Jobs whose exception was delivered."""
+    timed_out: int
+    """Calls that ended in ``JobTimedOutError``."""
+    cancelled: int
+    """
+    Calls that ended in ``JobCancelledError``, futures cancelled or resolved by
+    their caller, or callers interrupted.
+    """
+    rejected: int
+    """Calls refused with ``PoolClosedError``, ``PoolBusyError`` or ``PoolDeadlockError``."""
+
+
+class Lifecycle:
+    """The workers of one pool: how many, growing, retiring, closing (private)."""
+
+    def __init__(self, factory: Callable[[], Worker[Any, Any]], line: Line) -> None:
+        self.factory = factory
+        self.line = line
+        self.resize_lock = threading.Lock()
+        self.workers: dict[WorkerThread, None] = {}
+        self.size = 0
+        # set_size calls made, and the targets of those whose growth may yet
+        # fail, after the last to end well: a failed growth falls back to the
+        # target before its own (see _fall_back_locked).
+        self.resizes = 0
+        self.targets: list[tuple[int, int]] = [(0, 0)]
+        self.next_index = 0
+        # What wakes each thread in _join() waiting for a worker to leave
+        # ``workers`` (see worker_exited).
+        self.watchers: dict[WorkerThread, list[Waker]] = {}
+        # Parked workers retired and not yet woken: each leaving worker wakes
+        # the next (docs/design.md, "Resize").
+        self.to_wake: list[Taker] = []
+        # Calls a close() refused that it has not yet told (see _shut_locked).
+        self.refused: list[Job] = []
+
+    # -- resize -------------------------------------------------------------
+
+    def set_size(self, size: int, wait: bool, timeout: float | None) -> bool:
+        deadline = deadline_in(timeout)
+        # The target and a shrink take effect at once; only a growth, which
+        # calls the factory, waits for a growth in another thread to finish.
+        with self.line.lock:
+            if self.line.closed:
+                raise PoolClosedError(self.line.closed_reason)
+            previous = self.size
+            self.size = size
+            self.resizes += 1
+            ticket = self.resizes
+            self.targets.append((ticket, size))
+            current = self.line.active
+        if size < current:
+            self._shrink()
+        if size > current:
+            with self.resize_lock:
+                self._grow(ticket)
+        else:
+            with self.line.lock:
+                self._settle_locked(ticket)
+        log.info("pool_resized", size=size, previous=previous)
+        if wait:
+            # Wait for every retiring worker, including those retired by an
+            # earlier call, so that the pool really is at *size* afterwards.
+            with self.line.lock:
+                retirees = [w for w in self.workers if w.retiring]
+            if any(worker_thread.thread.ident is None for worker_thread in retirees):
+                # Retired while a growth in another thread was starting it:
+                # let that growth start it first (see close()).
+                if not acquire_until(self.resize_lock, deadline):
+                    return False
+                self.resize_lock.release()
+            return _join(self, retirees, deadline)
+        return True
+
+    def _settle_locked(self, ticket: int) -> None:
+        # Call *ticket* ended well: no earlier target is fallen back to.
+        targets = self.targets
+        for index, (made, _) in enumerate(targets):
+            if made == ticket:
+                del targets[:index]
+                return
+
+    def _fall_back_locked(self, ticket: int) -> None:
+        # The growth of call *ticket* failed. If no later call set a target,
+        # go back to the target before it (that of an earlier call still
+        # growing, or the last to end well).
+        if self.line.closed:
+            return  # close() has set the size to 0 for good
+        targets = self.targets
+        for index, (made, _) in enumerate(targets):
+            if made == ticket:
+                if index == 0:
+                    return  # it ended well (see _settle_locked)
+                del targets[index]
+                if index == len(targets):
+                    self.size = targets[-1][1]
+                return
+
+    def _grow(self, ticket: int) -> None:
+        # As many workers as the target still lacks: a shrink, or a growth
+        # in another thread, may have come since this call began.
+        with self.line.lock:
+            if self.line.closed:
+                raise PoolClosedError(self.line.closed_reason)
+            count = self.size - self.line.active
+        # Make every worker before starting any thread, so a factory that
+        # raises leaves the pool as it was.
+        made: list[Worker[Any, Any]] = []
+        try:
+            for _ in range(count):
+                worker = self.factory()
+                made.append(worker)  # terminated below if it is refused
+                check_worker(worker)
+        except BaseException:
+            for worker in made:
+                _terminate_quietly(worker, -1)
+            with self.line.lock:
+                self._fall_back_locked(ticket)
+            raise
+        # Ctrl-C can land wherever CPython checks for signals (see _shrink):
+        # each worker_thread is listed and counted by stores and one last call, and
+        # whatever lands is undone below like a thread that would not start.
+        worker_threads: list[WorkerThread] = []
+        starting: WorkerThread | None = None
+        try:
+            with self.line.lock:
+                if self.line.closed:  # close() raced us: the new workers never existed
+                    raise PoolClosedError(self.line.closed_reason)
+                # A shrink during the factory calls may want fewer.
+                for worker in made[: max(0, self.size - self.line.active)]:
+                    worker_thread = WorkerThread(self.line, self, worker, self.next_index)
+                    self.next_index += 1
+                    self.workers[worker_thread] = None
+                    self.line.active += 1
+                    worker_threads.append(worker_thread)
+            while len(made) > len(worker_threads):  # those the target no longer wants
+                # Off the list only once terminated: Ctrl-C lands at a call,
+                # and the undo below terminates what is still listed.
+                _terminate_quietly(made[-1], -1)
+                del made[-1]
+            for starting in worker_threads:
+                starting.thread.start()
+            starting = None
+        except BaseException as exc:
+            # Out of threads, Ctrl-C or closed meanwhile: undo the workers not
+            # started, retire the others.
+            self._undo_grow(made, worker_threads, starting, exc, ticket)
+            raise
+        with self.line.lock:
+            self._settle_locked(ticket)
+
+    def _undo_grow(
+        self,
+        made: list[Worker[Any, Any]],
+        worker_threads: list[WorkerThread],
+        starting: WorkerThread | None,
+        exc: BaseException,
+        ticket: int,
+    ) -> None:
+        started: list[WorkerThread] = []
+        unstarted: list[WorkerThread] = []
+        for worker_thread in worker_threads:
+            if worker_thread.thread.ident is not None or (
+                # Ctrl-C inside Thread.start(): the thread may exist without
+                # having said so yet, and may say so late. Retired like a
+                # started one, it leaves by itself whenever it runs.
+                worker_thread is starting and not isinstance(exc, Exception)
+            ):
+                started.append(worker_thread)
+            else:
+                unstarted.append(worker_thread)
+        with self.line.lock:
+            for worker_thread in unstarted:
+                del self.workers[worker_thread]
+                if not worker_thread.retiring:  # else a shrink has counted it
+                    self.line.active -= 1
+        # Every worker made and never run: those of the worker_threads not started,
+        # and any Ctrl-C left without a worker_thread.
+        for worker in made[len(worker_threads) :]:
+            _terminate_quietly(worker, -1)
+        for worker_thread in unstarted:
+            _terminate_quietly(worker_thread.worker, worker_thread.index)
+        self._retire(started)
+        with self.line.lock:
+            self._fall_back_locked(ticket)
+
+    def _shrink(self) -> None:
+        # The loops only store and count; the ``finally`` does the rest
+        # wherever Ctrl-C landed (docs/design.md, "Ctrl-C and other signals").
+        first: Taker | None = None
+        stranded: Waker | None = None
+        try:
+            with self.line.lock:
+                # Down to the latest target: another call may have set one since.
+                count = max(0, self.line.active - self.size)
+                idle = self.line.idle
+                to_wake = self.to_wake
+                # Idle workers first, the least recently used (bottom of the
+                # stack); then the newest of the others (busy, or in
+                # block_until_ready), which notice at their next offer.
+                take = min(count, len(idle))
+                taken = 0
+                busy = 0
+                try:
+                    for worker_thread in idle[:take]:
+                        worker_thread.retiring = True
+                        taken += 1
+                    if take < count:
+                        for worker_thread in reversed(self.workers):
+                            if busy == count - take:
+                                break
+                            if not worker_thread.retiring:
+                                worker_thread.retiring = True
+                                busy += 1
+                finally:
+                    self.line.active -= taken + busy
+                    to_wake += idle[:taken]  # parked: they need a wake
+                    del idle[:taken]
+                    if to_wake:
+                        first = to_wake[-1]
+                        del to_wake[-1]
+                    try:
+                        stranded = self.line.unstrand_locked()
+                    except BaseException:  # Ctrl-C as it began: once more
+                        stranded = self.line.unstrand_locked()
+                        raise
+        finally:
+            try:
+                if first is not None:
+                    first.waker.wake()
+                if stranded is not None:
+                    stranded.wake()
+            except BaseException:  # Ctrl-C as a wake begins: see dispatch()
+                if first is not None:
+                    first.waker.wake()
+                if stranded is not None:
+                    stranded.wake()
+                raise
+
+    def _retire(self, worker_threads: list[WorkerThread]) -> None:
+        with self.line.lock:
+            for worker_thread in worker_threads:
+                if worker_thread.retiring:
+                    continue
+                worker_thread.retiring = True
+                self.line.active -= 1
+                if worker_thread in self.line.idle:
+                    self.line.idle.remove(worker_thread)
+            try:
+                stranded = self.line.unstrand_locked()
+            except BaseException:  # Ctrl-C as it began: once more (see _shrink)
+                stranded = self.line.unstrand_locked()
+                raise
+        try:
+            for worker_thread in worker_threads:
+                worker_thread.waker.wake()
+            if stranded is not None:
+                stranded.wake()
+        except BaseException:  # Ctrl-C meanwhile (see dispatch()): wake them all again
+            for worker_thread in worker_threads:
+                worker_thread.waker.wake()
+            if stranded is not None:
+                stranded.wake()
+            raise
+
+    def repair(
+        self,
+        worker_thread: WorkerThread,
+        delivered: Job | None,
+        error: BaseException | None,
+        *,
+        leaving: bool,
+        may_have_run: bool = False,
+    ) -> Job | None:
+        """
+        Undo what a worker whose loop failed may have left half done (see WorkerThread._recover).
+
+        The worker comes off the idle stack and a summons it held is passed
+        on. A job it holds and never started (not *delivered*, which it ran)
+        stays with it and is returned, for it to run next. If it is
+        *leaving*, that job goes back to the head of the line instead, or ends
+        where it cannot: a future (already marked running) fails with
+        *error*, and a call on a closed pool is refused as ``close()`` refuses.
+        With *may_have_run* (whether the held job ran is unknown), the job
+        ends with *error*: a job never runs twice. With *leaving*, the worker
+        retires. Whoever should serve the line next is woken.
+        """
+        wake: list[Waker] = []
+        ending: Job | None = None  # fails with *error*, delivered like any failed job
+        keep: Job | None = None
+        failure = error or RuntimeError("a worker failed; this job may or may not have run")
+        with self.line.lock:
+            idle = self.line.idle
+            if worker_thread in idle:
+                idle.remove(worker_thread)
+            if self.line.summoned is worker_thread:
+                self.line.summoned = None
+            held = worker_thread.job
+            worker_thread.job = None
+            if (
+                held is not None
+                and held is not delivered
+                and held.state == RUNNING
+                and not held.withdrawn
+            ):
+                if not leaving and not may_have_run:
+                    keep = worker_thread.job = held
+                elif held.future is not None or may_have_run:
+                    ending = held
+                elif self.line.closed:  # no one will serve the line
+                    held.state = REJECTED
+                    self.line.rejected += 1
+                    wake.append(held.waker)  # type: ignore[arg-type]
+                else:
+                    held.state = WAITING
+                    held.runner = None
+                    self.line.waiting.appendleft(held)
+            if leaving:
+                if not worker_thread.retiring:
+                    worker_thread.retiring = True
+                    self.line.active -= 1
+                # Also when it was retiring already: a call it held may be
+                # back in line, waited on by active workers.
+                stranded = self.line.unstrand_locked()
+                if stranded is not None:
+                    wake.append(stranded)
+            if self.line.waiting and idle and self.line.summoned is None and not self.line.closed:
+                following = idle[-1]
+                del idle[-1]
+                self.line.summoned = following
+                wake.append(following.waker)
+        for waker in wake:
+            waker.wake()
+        if ending is not None:
+            worker_thread._deliver(ending, False, failure)
+        return keep
+
+    def worker_exited(self, worker_thread: WorkerThread) -> None:
+        if not worker_thread.retiring:
+            # Left by an error that WorkerThread._recover could not handle
+            # (it failed itself). Whether its job ran is unknown here: the
+            # job ends with an error, since a job must never run twice.
+            self.repair(worker_thread, None, None, leaving=True, may_have_run=True)
+        with self.line.lock:
+            following = self.to_wake.pop() if self.to_wake else None
+        if following is not None:
+            following.waker.wake()  # pass the shrink's wake along the chain
+        _terminate_quietly(worker_thread.worker, worker_thread.index)
+        if debug_enabled():
+            try:  # noqa: SIM105 - the except says why
+                log.debug("worker_stopped", worker=worker_thread.index)
+            except BaseException:
+                pass  # a logging handler that raises must not keep the worker listed
+        # Only now leave ``workers``, the last of this worker's doings:
+        # set_size(wait=True), close() and exit wait for the workers listed
+        # there, and must not return before terminate().
+        with self.line.lock:
+            self.workers.pop(worker_thread, None)
+            self.line.completed += worker_thread.completed
+            self.line.failed += worker_thread.failed
+            watchers = self.watchers.pop(worker_thread, None)
+        if watchers is not None:
+            for waker in watchers:
+                waker.wake()
+
+    # -- close --------------------------------------------------------------
+
+    def close(self, wait: bool, timeout: float | None, reason: str = "pool is closed") -> bool:
+        deadline = deadline_in(timeout)
+        first = False
+        leader: Taker | None = None
+        refused: list[Job] = []
+        error: BaseException | None = None
+        try:
+            with self.line.lock:
+                if not self.line.closed:
+                    first = True
+                    self.line.closed_reason = reason
+                    self.line.closed = True
+                # Every close() runs the rest, so one that Ctrl-C interrupted
+                # is finished by the next (at the latest, at interpreter exit).
+                try:
+                    self._shut_locked()
+                finally:
+                    # What this call tells, taken with stores only.
+                    to_wake = self.to_wake
+                    if to_wake:
+                        leader = to_wake[-1]
+                        del to_wake[-1]
+                    refused = self.refused
+                    self.refused = []
+                everyone = list(self.workers)
+        finally:
+            # Wake the parked workers as a chain (docs/design.md, "Close"),
+            # before the refused futures' callbacks, which may raise. Ctrl-C
+            # or a raising callback makes the whole pass again: a spare wake
+            # is harmless, and a future already told is skipped.
+            told = False
+            while not told:
+                try:
+                    if leader is not None:
+                        leader.waker.wake()
+                    for job in refused:
+                        future = job.future
+                        if future is None:
+                            job.waker.wake()  # type: ignore[union-attr]
+                        elif not future.done() and (
+                            future.running() or future.set_running_or_notify_cancel()
+                        ):
+                            # A callback's Exception is logged by Future; its
+                            # SystemExit, or Ctrl-C, restarts the pass below.
+                            job.let_go()
+                            future.set_exception(PoolClosedError(self.line.closed_reason))
+                    told = True
+                except BaseException as exc:  # a callback's SystemExit, or Ctrl-C
+                    error = error or exc
+        if error is not None:
+            raise error
+        if first:
+            log.info("pool_closed", workers=len(everyone), refused=len(refused))
+        if wait:
+            # A grow in another thread may have listed workers it has not
+            # started yet, which _join() cannot wait for: let it start them
+            # (they see the pool closed and leave). See design.md, "Close".
+            if any(worker_thread.thread.ident is None for worker_thread in everyone):
+                if not acquire_until(self.resize_lock, deadline):
+                    return False
+                self.resize_lock.release()
+            return _join(self, everyone, deadline)
+        return not everyone
+
+    def _shut_locked(self) -> None:
+        """
+        On a closed pool, under the lock: refuse the line, retire every worker, list the parked.
+
+        Safe to run again, and run by every ``close()``: one that Ctrl-C
+        interrupted part-way is finished by the next. Ctrl-C lands only as a
+        function is entered, at a loop's back edge and after a call returns;
+        each step here is stores and at most one last call, so it is done or
+        not, never half done. Refused jobs go to ``refused`` and parked
+        workers to ``to_wake``, for ``close()`` to tell and wake.
+        """
+        self.line.summoned = None  # retiring now; it leaves when it wakes
+        self.line.active = 0
+        self.size = 0
+        for worker_thread in self.workers:
+            worker_thread.retiring = True
+        line = self.line.waiting
+        refused = self.refused
+        while line:
+            job = line[0]
+            job.state = REJECTED
+            self.line.rejected += 1
+            del line[0]
+            refused.append(job)
+        # ``nested`` keeps its calls: each is now refused, and its caller
+        # forgets it as it wakes.
+        parked = self.line.idle
+        if parked:
+            self.line.idle = []
+            self.to_wake.extend(parked)
+
+    # -- stats --------------------------------------------------------------
+
+    def stats(self) -> PoolStats:
+        with self.line.lock:
+            workers = self.workers
+            return PoolStats(
+                size=self.size,
+                workers=len(workers),
+                busy=sum(1 for w in workers if w.job is not None),
+                idle=len(self.line.idle),
+                waiting=len(self.line.waiting),
+                completed=self.line.completed + sum(w.completed for w in workers),
+                failed=self.line.failed + sum(w.failed for w in workers),
+                timed_out=self.line.timed_out,
+                cancelled=self.line.cancelled,
+                rejected=self.line.rejected,
+            )
+
+
+def _terminate_quietly(worker: Worker[Any, Any], index: int) -> None:
+    try:
+        terminate = getattr(worker, "terminate", None)
+        if terminate is not None:  # a missing hook is a no-op
+            terminate()
+    except BaseException:  # SystemExit too: it must not end a worker thread noisily
+        log.exception("terminate_failed", worker=index)
+
+
+# The worker each thread inside _join() waits for now, across every pool. A
+# wait begins only if it closes no cycle (see _waits_for).
+_waits_lock = _thread.allocate_lock()
+_waiting_for: dict[threading.Thread, WorkerThread] = {}
+
+# What _await_exit() found.
+_ENDED = 0
+_WAITS_FOR_ME = 1
+_TIMED_OUT = 2
+
+
+def _waits_for(worker_thread: WorkerThread, me: threading.Thread) -> bool:
+    """Whether *worker_thread*'s thread is *me*, or waits in _join() for *me*, directly or not."""
+    # Under _waits_lock. Each thread waits for one worker at a time and no
+    # wait closes a cycle, so the chain ends.
+    following: WorkerThread | None = worker_thread
+    while following is not None:
+        thread = following.thread
+        if thread is me:
+            return True
+        following = _waiting_for.get(thread)
+    return False
+
+
+def _join(lifecycle: Lifecycle, worker_threads: list[WorkerThread], deadline: float | None) -> bool:
+    """
+    Wait until every worker of *worker_threads* has ended; ``False`` if *deadline* passed first.
+
+    A worker has ended when it has left ``lifecycle.workers``, which it does
+    after ``terminate()``: the pool's own record, never ``Thread.join()``
+    or ``is_alive()``, which an interrupted ``join()`` leaves saying
+    "stopped" on Python 3.11 and 3.12. A worker that waits for the calling
+    thread (it is the caller, or its job waits here, on any pool, for the
+    caller) cannot end first: it is not waited for (docs/design.md,
+    "Waiting for workers"). One that did so only for a while is looked at
+    again once the others have ended.
+    """
+    me = threading.current_thread()
+    waker = LockWaker()
+    later: list[WorkerThread] = []
+    for worker_thread in worker_threads:
+        found = _await_exit(lifecycle, worker_thread, me, waker, deadline)
+        if found == _TIMED_OUT:
+            return False
+        if found == _WAITS_FOR_ME:
+            later.append(worker_thread)
+        else:
+            _let_end(worker_thread.thread, deadline)
+    for worker_thread in later:
+        found = _await_exit(lifecycle, worker_thread, me, waker, deadline)
+        if found == _TIMED_OUT:
+            return False
+        if found == _ENDED:
+            _let_end(worker_thread.thread, deadline)
+    return True
+
+
+def _let_end(thread: threading.Thread, deadline: float | None) -> None:
+    # A worker that left the record has only to return: let its thread end
+    # too, so no thread of the pool outlives the wait. The record has
+    # already decided; this join's outcome is not asked.
+    if thread.ident is None:
+        return
+    if deadline is None:
+        thread.join()
+    else:
+        thread.join(min(max(deadline - _monotonic(), 0.0), _TIMEOUT_MAX))
+
+
+def _await_exit(
+    lifecycle: Lifecycle,
+    worker_thread: WorkerThread,
+    me: threading.Thread,
+    waker: Waker,
+    deadline: float | None,
+) -> int:
+    try:
+        with lifecycle.line.lock:
+            if worker_thread not in lifecycle.workers or worker_thread.thread.ident is None:
+                # Ended, or never started: Ctrl-C landed in Thread.start()
+                # (close() first lets a grow in progress start its threads).
+                return _ENDED
+            with _waits_lock:
+                if _waits_for(worker_thread, me):
+                    return _WAITS_FOR_ME
+                _waiting_for[me] = worker_thread
+            lifecycle.watchers.setdefault(worker_thread, []).append(waker)
+        workers = lifecycle.workers
+        while worker_thread in workers:
+            if deadline is None:
+                waker.wait()
+            else:
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    return _TIMED_OUT
+                waker.wait(remaining)
+        return _ENDED
+    finally:
+        # Whatever happened above, Ctrl-C included: no wait of ours is left behind.
+        with _waits_lock:
+            if _waiting_for.get(me) is worker_thread:
+                del _waiting_for[me]
+        with lifecycle.line.lock:
+            watchers = lifecycle.watchers.get(worker_thread)
+            if watchers is not None and waker in watchers:
+                watchers.remove(waker)
+                if not watchers:
+                    del lifecycle.watchers[worker_thread]
+
+
+# Every lifecycle with live workers, so interpreter exit can wait for their jobs.
+awaited_at_exit: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
+
+
+def close_dropped_pool(lifecycle: Lifecycle) -> None:
+    # The Pool was garbage-collected: stop its threads. Even when closed: a
+    # close() that Ctrl-C interrupted is finished by the next. Exit still
+    # waits for workers that have not ended.
+    if lifecycle.close(False, None):
+        awaited_at_exit.discard(lifecycle)
+
+
+def _close_at_exit() -> None:
+    # Close every pool and wait for its workers, but not for those inside
+    # block_until_ready(), which may never return (docs/design.md, "Waiting
+    # for workers"); the others are retiring and will not enter it.
+    lifecycles = list(awaited_at_exit)
+    for lifecycle in lifecycles:
+        lifecycle.close(False, None, "interpreter is shutting down")
+    for lifecycle in lifecycles:
+        with lifecycle.line.lock:
+            leaving = [w for w in lifecycle.workers if not w.readying]
+        _join(lifecycle, leaving, None)
+
+
+def _after_fork_in_child() -> None:
+    # The child has the pools but none of their threads; using one would hang.
+    for lifecycle in list(awaited_at_exit):
+        lifecycle.line.closed = True
+        lifecycle.line.closed_reason = "pool cannot be used in a forked child process"
+        # Read as a closed pool reads: no target, no worker, no one in line.
+        lifecycle.size = 0
+        lifecycle.line.active = 0
+        lifecycle.line.idle.clear()
+        lifecycle.line.waiting.clear()
+        lifecycle.line.summoned = None
+        for worker_thread in lifecycle.workers:  # their jobs done so far stay counted
+            lifecycle.line.completed += worker_thread.completed
+            lifecycle.line.failed += worker_thread.failed
+        lifecycle.line.nested.clear()
+        lifecycle.workers.clear()
+        lifecycle.to_wake.clear()
+        lifecycle.refused.clear()
+        lifecycle.line.lock = _thread.allocate_lock()
+        lifecycle.resize_lock = threading.Lock()
+
+
+def _forget_waits_in_child() -> None:
+    # The threads that were waiting are gone, and one may have held the lock.
+    global _waits_lock
+    _waits_lock = _thread.allocate_lock()
+    _waiting_for.clear()
+
+
+threading._register_atexit(_close_at_exit)  # type: ignore[attr-defined]
+os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(after_in_child=_forget_waits_in_child)
