@@ -11,7 +11,7 @@ This leans on ``Future``'s private attributes, which ``concurrent.futures``
 itself uses (``wait``, ``as_completed``) and which are the same in Python
 3.11, 3.12 and 3.13: ``_condition`` (``acquire``, ``release``, ``wait``,
 ``notify_all``), ``_state``, ``_result``, ``_exception``, ``_waiters`` and
-``_done_callbacks``. ``tests/test_future.py`` checks every public use and that
+``_done_callbacks``. ``tests/internal/test_future.py`` checks every public use and that
 a stock ``Future`` has no attribute a ``JobFuture`` lacks. On a Python whose
 ``Future`` sets any other attribute, ``LEAN`` is false and a ``JobFuture`` is
 built by ``Future.__init__`` like any other: correct, only slower. What is not
