@@ -12,11 +12,11 @@ itself uses (``wait``, ``as_completed``) and which are the same in Python
 3.11, 3.12 and 3.13: ``_condition`` (``acquire``, ``release``, ``wait``,
 ``notify_all``), ``_state``, ``_result``, ``_exception``, ``_waiters``,
 ``_done_callbacks`` and ``_invoke_callbacks()`` (``cancel()`` is ``Future``'s
-with the job's leaving the line inside it). ``tests/test_future.py`` checks
-every public use and that a stock ``Future`` has no attribute a ``JobFuture``
-lacks. On a Python whose ``Future`` sets any other attribute, ``LEAN`` is
-false and a ``JobFuture`` is built by ``Future.__init__`` like any other:
-correct, only slower. What is not checked is that a future Python's
+with the job's leaving the line inside it). ``tests/internal/test_future.py``
+checks every public use and that a stock ``Future`` has no attribute a
+``JobFuture`` lacks. On a Python whose ``Future`` sets any other attribute,
+``LEAN`` is false and a ``JobFuture`` is built by ``Future.__init__`` like any
+other: correct, only slower. What is not checked is that a future Python's
 ``Future`` methods use those attributes the same way.
 """
 

@@ -12,7 +12,7 @@ import pytest
 
 import tunnypy
 from tests.helpers import WAIT, Call, RecordingWorker, wait_for
-from tests.test_signals import CtrlCAt
+from tests.test_ctrl_c_resize_close import CtrlCAt
 from tunnypy import _future
 
 
@@ -147,7 +147,7 @@ class HeldFactory:
 
 
 class TestCtrlCAnywhereInAShrinkRacingAGrowth:
-    """Ctrl-C at every signal check (see test_signals.CtrlCAt) of a resize racing another."""
+    """Ctrl-C at every signal check (see CtrlCAt) of a resize racing another."""
 
     @staticmethod
     def settle(pool: tunnypy.Pool[Any, Any], made: list[RecordingWorker], where: str) -> None:
