@@ -78,6 +78,21 @@ def _require_docstring(  # noqa: PLR0917 - the signature of a Sphinx event
         log.warning("%s %s has no docstring", what, name, type="tunnypy", subtype="docstring")
 
 
+def _drop_protocol_signature(  # noqa: PLR0917 - the signature of a Sphinx event
+    app: Sphinx,
+    what: str,
+    name: str,
+    obj: object,
+    options: Any,
+    signature: str | None,
+    return_annotation: str | None,
+) -> tuple[str, str | None] | None:
+    """A Protocol is never called: show no ``(*args, **kwargs)`` for it."""
+    if what == "class" and signature == "(*args, **kwargs)":
+        return "", return_annotation
+    return None
+
+
 def _check_all_documented(app: Sphinx, env: BuildEnvironment) -> None:
     """Every name in tunnypy.__all__ must be described on the site."""
     documented = env.get_domain("py").objects  # type: ignore[attr-defined]
@@ -120,6 +135,7 @@ def _resolve_private_path(
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("autodoc-process-docstring", _require_docstring)
+    app.connect("autodoc-process-signature", _drop_protocol_signature)
     app.connect("env-check-consistency", _check_all_documented)
     app.connect("missing-reference", _resolve_private_path)
     return {"parallel_read_safe": True}
