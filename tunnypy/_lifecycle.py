@@ -41,14 +41,14 @@ _TIMEOUT_MAX = threading.TIMEOUT_MAX
 @attrs.frozen
 class PoolStats:
     """
-    A snapshot of a pool, taken under its lock.
+    A snapshot of a pool, taken under its lock; returned by :meth:`Pool.stats`.
 
     ``completed + failed + timed_out + cancelled + rejected`` counts every call
     that has ended (a ``submit`` ends when its future does).
     """
 
     size: int
-    """The target size: what ``set_size`` last asked for."""
+    """The target size, what ``set_size`` last asked for."""
     workers: int
     """Worker threads alive, including retiring ones still finishing a job."""
     busy: int
@@ -65,8 +65,9 @@ class PoolStats:
     """Calls that ended in ``JobTimedOutError``."""
     cancelled: int
     """
-    Calls that ended in ``JobCancelledError``, futures cancelled or resolved by
-    their caller, or callers interrupted.
+    Calls that ended in ``JobCancelledError``, futures cancelled in line,
+    futures their caller resolved itself (``set_result()`` and the like), and
+    callers interrupted by Ctrl-C.
     """
     rejected: int
     """Calls refused with ``PoolClosedError``, ``PoolBusyError`` or ``PoolDeadlockError``."""

@@ -50,7 +50,8 @@ class Pool(Generic[P, R]):
     A pool of resident worker threads that pull jobs from one waiting line.
 
     Args:
-        size: How many workers to start.
+        size: How many workers to start (0 is allowed: callers wait until the
+            pool grows).
         worker_factory: Called once per worker, from the thread that grows the
             pool; returns that worker's :class:`Worker`: an object with a
             callable ``process()``, whose other methods may be missing.
@@ -58,7 +59,8 @@ class Pool(Generic[P, R]):
             :class:`PoolBusyError` instead of queueing them; ``None`` for no limit.
 
     Raises:
-        TypeError, ValueError: *size* or *max_waiting* is not a non-negative int.
+        TypeError, ValueError: *size* or *max_waiting* is not a non-negative
+            int, or *worker_factory* is not callable.
         TypeError: The factory returned an object without a callable
             ``process()``, or with a ``block_until_ready``, ``interrupt`` or
             ``terminate`` that is not callable; the workers already made are
@@ -68,8 +70,12 @@ class Pool(Generic[P, R]):
     A pool dropped without :meth:`close` is closed when it is collected, but
     one that its own workers, factory or function reference (a job calling
     its own pool through a closure) is never collected: its threads keep it
-    reachable. Close such a pool, or let the job reach it through a weak
-    reference.
+    reachable. Close such a pool, or let the job reach it through
+    ``weakref.ref(pool)``.
+
+    ``with pool:`` calls :meth:`close` on exit. ``repr(pool)`` shows its
+    state, for example ``<Pool size=4 idle=1 waiting=0>`` or
+    ``<Pool closed idle=0 waiting=0>``.
 
     Not guaranteed: threads cannot be killed. A job that outlives its caller's
     deadline runs on until it checks :func:`interrupted` or returns, and its
@@ -112,7 +118,14 @@ class Pool(Generic[P, R]):
     def from_func(
         cls, size: int, fn: Callable[[P], R], *, max_waiting: int | None = None
     ) -> Pool[P, R]:
-        """A pool whose every worker calls ``fn(payload)``."""
+        """
+        A pool whose every worker calls ``fn(payload)``.
+
+        Raises:
+            TypeError: *fn* is not callable.
+            TypeError, ValueError: *size* or *max_waiting* is invalid, as for
+                :class:`Pool`.
+        """
         if not callable(fn):
             msg = f"fn must be callable (got {type(fn).__name__})"
             raise TypeError(msg)
@@ -127,7 +140,12 @@ class Pool(Generic[P, R]):
         """
         A pool whose payloads are zero-argument callables; each returns the result.
 
-        A payload that is not callable raises ``TypeError`` in the caller.
+        A payload that is not callable makes ``process*``, ``submit`` and
+        ``try_*`` raise ``TypeError`` in the caller, before anything is queued.
+
+        Raises:
+            TypeError, ValueError: *size* or *max_waiting* is invalid, as for
+                :class:`Pool`.
         """
         pool: Pool[Callable[[], object], object] = Pool.__new__(Pool)
         pool._init(size, CallbackWorker, _check_callable_payload, max_waiting)
@@ -142,12 +160,19 @@ class Pool(Generic[P, R]):
         Waits, first come first served, while every worker is busy. An
         exception raised by the job is re-raised here with its traceback; the
         worker stays in service. Once it has returned, or raised the job's
-        exception, the pool holds nothing of *payload*.
+        exception, the pool holds nothing of *payload* (so do the other
+        ``process*`` calls and :meth:`try_process`: see "What a call keeps
+        alive" in ``docs/semantics.md``).
 
         Raises:
             PoolClosedError: The pool was closed before a worker took the job.
+            PoolBusyError: *max_waiting* callers are already in line.
             PoolDeadlockError: Called from a job while every other worker waits
-                on this pool, directly or through the calls it waits for.
+                on this pool, directly or through the calls it waits for, so no
+                worker could ever serve it (also when a shrink leaves it so).
+                The message names the method called.
+            KeyboardInterrupt: Ctrl-C while waiting; the job is withdrawn and
+                counted as cancelled.
         """
         line = self._line
         if line.check is not None:
@@ -252,7 +277,8 @@ class Pool(Generic[P, R]):
         Raises:
             JobTimedOutError: The deadline passed. A started job's worker was
                 interrupted and stays out of rotation until the job returns.
-            PoolClosedError: The pool was closed before a worker took the job.
+            PoolClosedError, PoolBusyError, PoolDeadlockError: As for
+                :meth:`process`.
             TypeError, ValueError: *timeout* is not a non-negative number.
         """
         kind = type(timeout)
@@ -325,7 +351,8 @@ class Pool(Generic[P, R]):
         Raises:
             JobCancelledError: The token was cancelled (before or during the call).
             JobTimedOutError: The token's deadline passed.
-            PoolClosedError: The pool was closed before a worker took the job.
+            PoolClosedError, PoolBusyError, PoolDeadlockError: As for
+                :meth:`process`.
             TypeError: *token* is not a :class:`CancelToken`.
         """
         if not isinstance(token, CancelToken):
@@ -357,12 +384,21 @@ class Pool(Generic[P, R]):
 
         The request waits in the same line as blocking callers. Cancelling the
         future while it waits removes it from the line; a started job cannot
-        be cancelled through its future. Usable with ``asyncio.wrap_future``.
-        A done future keeps its result or exception, and nothing of *payload*.
+        be cancelled or interrupted through its future. A future its caller
+        resolves itself (with ``set_result()``, meant for executors) keeps that
+        outcome: its job is not run, or its outcome is dropped. Usable with
+        ``asyncio.wrap_future``. Once the future is done it keeps its result or
+        exception and nothing of *payload*, as a ``ThreadPoolExecutor``
+        future does.
 
         Raises:
-            PoolClosedError: The pool is closed.
+            PoolClosedError: The pool is closed. (A future still in line when
+                the pool closes fails with ``PoolClosedError``.)
             PoolBusyError: The line is full (``max_waiting``).
+
+        Never :class:`PoolDeadlockError`: a future does not block its caller,
+        so a job may always submit to its own pool (waiting on that future
+        from the job is not checked).
         """
         return self._submit(payload, wait=True)
 
@@ -372,6 +408,13 @@ class Pool(Generic[P, R]):
 
         Nothing is started when it raises; use it to fall back (serve a cached
         value, shed load) instead of waiting.
+
+        Raises:
+            PoolBusyError: No worker is free.
+            PoolClosedError: The pool is closed.
+            PoolDeadlockError: Called from a job, as for :meth:`process`: only
+                when a shrink retires the worker that was free for it and
+                leaves every worker waiting on this pool.
         """
         line = self._line
         if line.check is not None:
@@ -384,7 +427,13 @@ class Pool(Generic[P, R]):
         )
 
     def try_submit(self, payload: P) -> Future[R]:
-        """Like :meth:`submit`, but raise :class:`PoolBusyError` at once if no worker is free."""
+        """
+        Like :meth:`submit`, but raise :class:`PoolBusyError` at once if no worker is free.
+
+        Raises:
+            PoolBusyError: No worker is free.
+            PoolClosedError: The pool is closed.
+        """
         return self._submit(payload, wait=False)
 
     def _submit(self, payload: P, wait: bool) -> Future[R]:
@@ -410,7 +459,7 @@ class Pool(Generic[P, R]):
 
     @property
     def size(self) -> int:
-        """The target number of workers (what ``set_size`` last asked for)."""
+        """The target number of workers (what ``set_size`` last asked for; 0 once closed)."""
         return self._lifecycle.size
 
     def set_size(self, size: int, *, wait: bool = False, timeout: float | None = None) -> bool:
@@ -453,19 +502,21 @@ class Pool(Generic[P, R]):
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` has been called."""
+        """Whether :meth:`close` has been called (or the pool was inherited by ``os.fork()``)."""
         return self._line.closed
 
     def stats(self) -> PoolStats:
-        """A consistent snapshot of sizes and counters."""
+        """A consistent snapshot of sizes and counters, taken under the pool's lock."""
         return self._lifecycle.stats()
 
     # -- close ----------------------------------------------------------------
 
     def close(self, *, wait: bool = True, timeout: float | None = None) -> bool:
         """
-        Stop the pool. Safe to call twice, and from inside a job. A close()
-        interrupted by Ctrl-C is finished by the next one.
+        Stop the pool. Safe to call twice, and from inside a job.
+
+        A ``close()`` interrupted by Ctrl-C is finished by the next one (or at
+        interpreter exit).
 
         Callers still waiting in line get :class:`PoolClosedError` at once;
         running jobs finish and their callers get their results; each worker's
@@ -477,7 +528,10 @@ class Pool(Generic[P, R]):
                 job is itself waiting, in ``close(wait=True)`` or
                 ``set_size(wait=True)`` of any pool, for the caller (directly
                 or through others): those cannot end before this call
-                returns, and waiting would deadlock.
+                returns, and waiting would deadlock; they end once their job
+                returns. A worker skipped this way is looked at again once the
+                others have ended, and waited for if it no longer waits for the
+                caller (its own wait timed out).
             timeout: With *wait*, give up waiting after this many seconds, any
                 non-negative real number; ``None`` or ``float("inf")`` for no
                 limit (a worker stuck in ``block_until_ready`` cannot hang the
@@ -486,7 +540,13 @@ class Pool(Generic[P, R]):
         Returns:
             Whether every worker it waits for had ended (``terminate()``
             returned) when it returned: ``False`` only if the timeout passed
-            first, or without *wait* while any worker is still running.
+            first, or without *wait* while any worker is still running. The
+            pool's own record of its workers decides, so a wait interrupted
+            by Ctrl-C leaves nothing wrong: the next ``close()`` waits for the
+            workers still running.
+
+        Raises:
+            TypeError, ValueError: *timeout* is not a non-negative number.
         """
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")
