@@ -383,13 +383,14 @@ class TestLoops:
             gate.release.set()
             held.result(WAIT)
 
-    def test_closed_loop_leaves_the_worker_serving(self) -> None:
+    @pytest.mark.parametrize("kind", LOOPS)
+    def test_closed_loop_leaves_the_worker_serving(self, kind: str) -> None:
         """A loop closed without cancelling its task: the job is served, its outcome dropped."""
         gate = Gate()
         with tunnypy.Pool.from_callback(1) as pool:
             held = pool.submit(gate)
             assert gate.started.wait(WAIT)
-            loop = asyncio.new_event_loop()
+            loop = uvloop.new_event_loop() if kind == "uvloop" else asyncio.new_event_loop()
             task = loop.create_task(pool.aprocess(lambda: "dropped"))
             loop.run_until_complete(until(lambda: pool.queue_length == 1, "the task in line"))
             loop.close()  # the task is still pending, and never runs again
