@@ -15,7 +15,16 @@ from typing import Any, TypeVar
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, Call, Gate, RecordingWorker, double, wait_for
+from tests.helpers import (
+    WAIT,
+    Call,
+    Gate,
+    RecordingWorker,
+    Roles,
+    double,
+    in_line_behind_busy,
+    wait_for,
+)
 
 T = TypeVar("T")
 Runner = Callable[[Coroutine[Any, Any, T]], T]
@@ -470,6 +479,71 @@ class TestNested:
 def p99(values: list[float]) -> float:
     """The 99th percentile of *values* (nearest rank); 0 for none."""
     return sorted(values)[int(len(values) * 0.99)] if values else 0.0
+
+    def test_a_shrink_stranding_it_fails_it(self) -> None:
+        """Worker 0's aprocess waits behind busy worker 1; retiring 1 raises PoolDeadlockError."""
+        holder: list[tunnypy.Pool[str, object]] = []
+        gate = Gate()
+        outcome: list[object] = []
+
+        def nested() -> None:  # worker 0's role, once worker 1 holds the gate
+            assert gate.started.wait(WAIT)
+            try:
+                outcome.append(asyncio.run(holder[0].aprocess("inner")))
+            except tunnypy.PoolDeadlockError as exc:
+                outcome.append(exc)
+
+        pool = tunnypy.Pool(2, Roles(nested, gate))
+        holder.append(pool)
+        try:
+            futures = [pool.submit("go"), pool.submit("go")]
+            wait_for(lambda: in_line_behind_busy(pool, 1, 2), "worker 0's call to wait in line")
+            pool.set_size(1)  # retires worker 1, the only one that could serve it
+            wait_for(lambda: len(outcome) == 1, "the nested call to end")
+            assert isinstance(outcome[0], tunnypy.PoolDeadlockError)
+            assert "aprocess()" in str(outcome[0])
+            gate.release.set()
+            assert [f.result(WAIT) for f in futures] == [None, None]
+            assert pool.process("after") == "after"  # worker 0 still serves
+        finally:
+            gate.release.set()
+            assert pool.close(timeout=WAIT)
+            holder.clear()
+
+
+class TestRefusals:
+    """aprocess is refused as the other calls are."""
+
+    def test_full_line_raises_busy(self, run: Runner[None]) -> None:
+        """With max_waiting callers in line, aprocess raises PoolBusyError and changes nothing."""
+        gate = Gate()
+        with tunnypy.Pool.from_callback(1, max_waiting=1) as pool:
+            held = pool.submit(gate)
+            assert gate.started.wait(WAIT)
+
+            async def main() -> None:
+                first = asyncio.ensure_future(pool.aprocess(lambda: "first"))
+                await until(lambda: pool.queue_length == 1, "the first in line")
+                with pytest.raises(tunnypy.PoolBusyError, match="max_waiting=1"):
+                    await pool.aprocess(lambda: "second")
+                assert pool.queue_length == 1
+                gate.release.set()
+                assert await asyncio.wait_for(first, WAIT) == "first"
+
+            run(main())
+            held.result(WAIT)
+            assert pool.stats().rejected == 1
+
+    def test_callback_pool_checks_the_payload(self, run: Runner[None]) -> None:
+        """A callback pool refuses a payload that is not callable, before anything happens."""
+        with tunnypy.Pool.from_callback(1) as pool:
+
+            async def main() -> None:
+                with pytest.raises(TypeError, match="payload must be a zero-argument callable"):
+                    await pool.aprocess(3)  # type: ignore[arg-type]
+
+            run(main())
+            assert pool.stats().rejected == 0
 
 
 class TestManyWaiting:
