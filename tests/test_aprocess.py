@@ -10,7 +10,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, assert_type
 
 import pytest
 
@@ -95,6 +95,17 @@ class TestResult:
 
             assert [2 * i for i in range(50)] == run(main())
             assert pool.stats().completed == 50
+
+    def test_result_type(self, run: Runner[str]) -> None:
+        """aprocess on a Pool[str, str] returns a str, to mypy and at run time."""
+        with tunnypy.Pool.from_func(1, str.upper) as pool:
+
+            async def main() -> str:
+                result = await pool.aprocess("a")
+                assert_type(result, str)
+                return result
+
+            assert run(main()) == "A"
 
     def test_job_error_with_its_traceback(self, run: Runner[None]) -> None:
         """A job's exception reaches the awaiting task with the job's frame in its traceback."""
