@@ -88,7 +88,7 @@ async def call_async(
     job.waker = waker
     timed_out = False
     try:
-        # Inside the try: a cancellation may land as soon as dispatch() returns.
+        # Inside the try: Ctrl-C may land just after dispatch() returns.
         line.dispatch(job, call=call)
         while job.state < DONE:
             if waker.future.done():
