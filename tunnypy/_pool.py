@@ -7,6 +7,7 @@ Validation and the caller's fast paths live here; the waiting line in
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import math
 import sys
@@ -17,7 +18,8 @@ from concurrent.futures import Future
 from typing import Any, Generic, TypeVar, final
 
 from . import _job
-from ._checks import check_size, check_timeout
+from ._awaiting import call_async
+from ._checks import check_size, check_timeout, deadline_in
 from ._future import JobFuture
 from ._job import DONE, NO_CONTEXT, RUNNING, WAITING, Job, worker_tls
 from ._lifecycle import Lifecycle, PoolStats, awaited_at_exit, close_dropped_pool
@@ -377,6 +379,85 @@ class Pool(Generic[P, R]):
             )
         finally:
             token._unregister(waker)
+
+    async def aprocess(self, payload: P, *, timeout: float | None = None) -> R:
+        """
+        Run *payload* on the next ready worker from a coroutine, and return its result.
+
+        The asyncio form of :meth:`process` and :meth:`process_timed`: the
+        call waits in the same first-come-first-served line as every other
+        caller, but no thread waits for it and the event loop is not blocked.
+        It works on any running asyncio loop (uvloop too), from many loops in
+        many threads at once against one pool.
+
+        Cancelling the awaiting task (``task.cancel()``, ``asyncio.timeout``,
+        ``asyncio.wait_for``, a failing ``TaskGroup``, the loop shutting down
+        in ``asyncio.run``) is an interrupt, as a missed deadline is for
+        :meth:`process_timed`: a job still in line is taken out, a running
+        job's worker has ``interrupt()`` called (on the loop's thread) and
+        :func:`interrupted` turns ``True`` inside that job only. The task
+        then ends in ``asyncio.CancelledError``, and the call counts as
+        cancelled. A job that finished just before the cancellation counts as
+        completed, and its result is dropped. The job runs in a copy of the
+        awaiting task's ``contextvars`` context.
+
+        Compared with ``asyncio.wrap_future(pool.submit(payload))``, which
+        also waits without a thread: ``submit`` never waits, so code that
+        submits goes on submitting and the line grows as fast as it does (no
+        backpressure unless ``max_waiting`` refuses), whereas a coroutine
+        awaiting ``aprocess`` is held until its call is served; and cancelling
+        a ``wrap_future`` awaitable takes a job still in line out, but a
+        started job runs on unasked, while cancelling ``aprocess`` interrupts
+        it. There is no ``asubmit``: ``asyncio.ensure_future(pool.aprocess(x))``
+        makes a task, and ``wrap_future(submit(x))`` a
+        ``concurrent.futures.Future``.
+
+        Not guaranteed: a loop closed without cancelling its tasks
+        (``loop.close()`` after ``run_until_complete``) can tell no one; its
+        job stays in line until a worker takes it, runs, and its outcome is
+        dropped (counted as completed or failed). ``asyncio.run`` cancels its
+        tasks, so their jobs are withdrawn. A job that runs an event loop
+        calling ``aprocess`` on its own pool holds its worker as ``process``
+        does and is checked for deadlock the same way.
+
+        Args:
+            payload: What the worker's ``process()`` receives.
+            timeout: One deadline, counted from when the call is awaited,
+                over waiting for a worker and running the job, as for
+                :meth:`process_timed`: any non-negative real number; 0 has
+                already expired; ``None`` or ``float("inf")`` for no limit.
+
+        Returns:
+            What the worker's ``process()`` returned.
+
+        Raises:
+            JobTimedOutError: The deadline passed. A started job's worker was
+                interrupted and stays out of rotation until the job returns.
+            PoolClosedError: The pool was closed before a worker took the job.
+            PoolBusyError: The line is full (``max_waiting``).
+            PoolDeadlockError: Called from a job (through an event loop the
+                job runs) while every other worker waits on this pool.
+            TypeError, ValueError: *timeout* is not a non-negative number.
+            RuntimeError: No asyncio event loop is running in this thread.
+            asyncio.CancelledError: The awaiting task was cancelled.
+            Exception: Whatever the job raised, with its traceback.
+
+        .. versionadded:: 0.1.0
+        """
+        if timeout is not None:
+            timeout = check_timeout(timeout, "timeout")
+        line = self._line
+        if line.check is not None:
+            line.check(payload)
+        loop = asyncio.get_running_loop()
+        if timeout is not None and timeout <= 0:
+            line.count_refused(TIMED_OUT)
+            raise JobTimedOutError("job did not finish before its deadline")
+        job = Job(payload, _copy_context(), None)
+        del payload  # as in process()
+        return await call_async(  # type: ignore[no-any-return]
+            line, job, loop, deadline_in(timeout), "aprocess"
+        )
 
     def submit(self, payload: P) -> Future[R]:
         """
