@@ -3,12 +3,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest bench soak clean
+.PHONY: test demo lint typecheck pytest docs bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,cli,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,cli,bench,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -24,7 +24,12 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# Strict: a warning (a broken reference, a public name without a docstring) fails.
+# -E: re-read every page, so that no warning hides in a cached one.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -E -q -W --keep-going -b html docs docs/_build/html
+
+test: lint typecheck docs pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
@@ -33,4 +38,4 @@ soak: $(STAMP)
 	$(BIN)/python -m tests.soak --minutes $${MINUTES:-5}
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache docs/_build

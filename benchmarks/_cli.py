@@ -33,6 +33,7 @@ from typing import Any
 
 import attrs
 
+from ._asyncio import aprocess
 from ._contenders import PEBBLE_ERROR
 from ._harness import Config, ScenarioResult, progress
 from ._latency import roundtrip, timed_roundtrip, timeout_precision
@@ -53,6 +54,7 @@ SCENARIOS: dict[str, Callable[[Config], list[ScenarioResult]]] = {
     "shrink": shrink,
     "timeout": timeout_precision,
     "io": io_service,
+    "aprocess": aprocess,
 }
 
 DEFAULT_PYTHONS = "current,3.11,3.12,3.13"

@@ -31,8 +31,8 @@ def slow_square(n: int) -> int:
 
 
 async def squares_from_asyncio(pool: tunnypy.Pool[int, int], numbers: range) -> list[int]:
-    """Await pool jobs from a coroutine without blocking the event loop."""
-    return list(await asyncio.gather(*(asyncio.wrap_future(pool.submit(n)) for n in numbers)))
+    """Await pool jobs from a coroutine: they wait in the same line, the loop runs on."""
+    return list(await asyncio.gather(*(pool.aprocess(n, timeout=5.0) for n in numbers)))
 
 
 def main() -> None:
@@ -69,7 +69,7 @@ def main() -> None:
         # expect: submit(0..7) -> [0, 1, 4, 9, 16, 25, 36, 49]
         print("submit(0..7) ->", [future.result(timeout=5.0) for future in futures])
 
-        # 5. The same futures, awaited from asyncio.
+        # 5. From asyncio: await aprocess() (cancelling the task interrupts the job).
         # expect: asyncio -> [0, 1, 4, 9]
         print("asyncio ->", asyncio.run(squares_from_asyncio(pool, range(4))))
 

@@ -1,4 +1,4 @@
-"""Every test must leave no thread behind."""
+"""Every test must leave no thread behind; the call-path fixtures of the promise suite."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import threading
 import time
 from collections.abc import Iterator
 
+import attrs
 import pytest
+
+from tests.helpers import on_sigusr1
+from tests.paths import INTERRUPTING, LEAVING, PATHS, WAITING, Callers, CallPath
 
 # Threads a test may leave: daemon helpers of the test tools themselves.
 _GRACE = 5.0
@@ -26,3 +30,48 @@ def no_leaked_threads() -> Iterator[None]:
     if leaked:
         names = ", ".join(sorted(t.name for t in leaked))
         pytest.fail(f"test leaked {len(leaked)} thread(s): {names}")
+
+
+@pytest.fixture
+def callers() -> Iterator[Callers]:
+    """Caller threads reused by the test's calls on the reused-thread paths."""
+    callers = Callers()
+    yield callers
+    callers.close()
+
+
+def bound(name: str, callers: Callers) -> CallPath:
+    path = PATHS[name]
+    return attrs.evolve(path, callers=callers) if path.reused else path
+
+
+@pytest.fixture(params=sorted(PATHS))
+def call_path(request: pytest.FixtureRequest, callers: Callers) -> CallPath:
+    """Each of the pool's calls in turn: process, process_timed, process_ctx, submit, try_*."""
+    return bound(request.param, callers)
+
+
+@pytest.fixture(params=WAITING)
+def waiting_path(request: pytest.FixtureRequest, callers: Callers) -> CallPath:
+    """Each call that waits in line while every worker is busy (not the try_* ones)."""
+    return bound(request.param, callers)
+
+
+@pytest.fixture(params=LEAVING)
+def leaving_path(request: pytest.FixtureRequest, callers: Callers) -> CallPath:
+    """Each call whose caller can give up while in line: a deadline, a token, future.cancel()."""
+    return bound(request.param, callers)
+
+
+@pytest.fixture(params=INTERRUPTING)
+def interrupting_path(request: pytest.FixtureRequest, callers: Callers) -> CallPath:
+    """Each call whose caller can give up on its running job, interrupting it."""
+    return bound(request.param, callers)
+
+
+@pytest.fixture
+def handled() -> Iterator[threading.Event]:
+    """SIGUSR1 gets a Python handler that sets the event this yields."""
+    event = threading.Event()
+    with on_sigusr1(lambda signum, frame: event.set()):
+        yield event

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
+import pytest
 
 import tunnypy
 
@@ -219,3 +220,93 @@ def in_line_behind_busy(pool: tunnypy.Pool[Any, Any], waiting: int, busy: int) -
     """*waiting* calls in line while *busy* workers hold a job: every job handed out is taken."""
     stats = pool.stats()
     return stats.waiting == waiting and stats.busy == busy
+
+
+class BoomError(Exception):
+    """An error a test raises on purpose."""
+
+
+class InterruptWorker(tunnypy.BaseWorker[Gate | int, Any]):
+    """Records the order of its hooks; interrupt() runs *on_interrupt*."""
+
+    def __init__(self, on_interrupt: Callable[[], None]) -> None:
+        self.on_interrupt = on_interrupt
+        self.log: list[str] = []
+        self.stop = threading.Event()
+
+    def process(self, payload: Gate | int) -> Any:
+        self.stop.clear()
+        self.log.append(f"start {payload if isinstance(payload, int) else 'gate'}")
+        if isinstance(payload, Gate):
+            payload.started.set()
+            payload.release.wait(WAIT)
+            return "gate"
+        return payload if not self.stop.is_set() else "interrupted"
+
+    def interrupt(self) -> None:
+        self.log.append("interrupt begins")
+        self.stop.set()
+        try:
+            self.on_interrupt()
+        finally:
+            self.log.append("interrupt ends")
+
+
+def worker_thread_starts_fail_at(
+    monkeypatch: pytest.MonkeyPatch, number: int, before: Callable[[], None]
+) -> None:
+    """Make the *number*-th worker thread started from now fail to start, after ``before()``."""
+    real_start = threading.Thread.start
+    starts = [0]
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name.startswith("tunnypy-worker"):
+            starts[0] += 1
+            if starts[0] == number:
+                before()
+                raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+
+
+def run(payload: Callable[[], object]) -> object:
+    return payload()
+
+
+PoolCall = Callable[[tunnypy.Pool[Any, Any], Callable[[], object]], object]
+
+CALLS: dict[str, PoolCall] = {
+    "process": lambda pool, job: pool.process(job),
+    "process_timed": lambda pool, job: pool.process_timed(job, WAIT),
+    # A token without a deadline: the untimed wait, unlike the two above.
+    "process_ctx": lambda pool, job: pool.process_ctx(job, tunnypy.CancelToken()),
+    "try_process": lambda pool, job: pool.try_process(job),
+}
+
+
+class GatedFactory:
+    """Makes RecordingWorkers; from the *hold_from*-th on, each waits for ``release``."""
+
+    def __init__(self, hold_from: int, fail: bool = False) -> None:
+        self.hold_from = hold_from
+        self.fail = fail
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.made: list[RecordingWorker] = []
+        self.calls = 0
+        self.terminated_on: dict[int, str] = {}
+
+    def __call__(self) -> RecordingWorker:
+        self.calls += 1
+        if self.calls >= self.hold_from:
+            self.entered.set()
+            if not self.release.wait(WAIT):
+                raise AssertionError("factory never released")
+            if self.fail:
+                raise OSError("factory failed")
+        self.made.append(RecordingWorker())
+        return self.made[-1]
+
+    def terminated(self) -> list[int]:
+        return [worker.terminated for worker in self.made]

@@ -33,6 +33,7 @@ EXPECTED = {
     "shrink": ["tunnypy"],
     "timeout": ["tunnypy", "tpe", "floor_lock"],
     "io": ["tunnypy", "tpe", "tpe_keepalive"],
+    "aprocess": ["aprocess", "wrap_future", "to_thread_tpe"],
 }
 
 

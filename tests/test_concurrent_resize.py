@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, Call, RecordingWorker, wait_for
-
-
-class GatedFactory:
-    """Makes RecordingWorkers; from the *hold_from*-th on, each waits for ``release``."""
-
-    def __init__(self, hold_from: int, fail: bool = False) -> None:
-        self.hold_from = hold_from
-        self.fail = fail
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.made: list[RecordingWorker] = []
-        self.calls = 0
-        self.terminated_on: dict[int, str] = {}
-
-    def __call__(self) -> RecordingWorker:
-        self.calls += 1
-        if self.calls >= self.hold_from:
-            self.entered.set()
-            if not self.release.wait(WAIT):
-                raise AssertionError("factory never released")
-            if self.fail:
-                raise OSError("factory failed")
-        self.made.append(RecordingWorker())
-        return self.made[-1]
-
-    def terminated(self) -> list[int]:
-        return [worker.terminated for worker in self.made]
+from tests.helpers import WAIT, Call, GatedFactory, wait_for
 
 
 def settled(pool: tunnypy.Pool[Any, Any], size: int) -> bool:
@@ -124,49 +96,4 @@ class TestWhileAnotherThreadsFactoryRuns:
             wait_for(lambda: settled(pool, 3), "the pool to settle at 3")
         finally:
             factory.release.set()
-            assert pool.close(timeout=WAIT)
-
-
-class TestShrinkWithWaitWhileAGrowthStartsThreads:
-    def test_it_waits_for_a_worker_retired_before_its_thread_started(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """set_size(0, wait=True) while set_size(4) is about to start worker 3: all 4 ended."""
-        about_to_start, go = threading.Event(), threading.Event()
-        real_thread = threading.Thread
-
-        class PausingThread(real_thread):  # type: ignore[valid-type, misc]
-            def start(self) -> None:
-                if self.name == "tunnypy-worker-3":
-                    about_to_start.set()
-                    assert go.wait(WAIT)
-                super().start()
-
-        class LetTheGrowGoOn:
-            """The resize lock, releasing the paused growth once the shrink waits for it."""
-
-            def __init__(self, lock: Any) -> None:
-                self.lock = lock
-
-            def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-                go.set()
-                return bool(self.lock.acquire(blocking, timeout))
-
-            def release(self) -> None:
-                self.lock.release()
-
-        factory = GatedFactory(hold_from=100)
-        pool: tunnypy.Pool[Any, Any] = tunnypy.Pool(3, factory)
-        monkeypatch.setattr(threading, "Thread", PausingThread)
-        grow = Call(pool.set_size, 4)
-        try:
-            assert about_to_start.wait(WAIT)  # worker 3 is listed, its thread not started
-            core = pool._lifecycle
-            core.resize_lock = LetTheGrowGoOn(core.resize_lock)  # type: ignore[assignment]
-            shrunk = pool.set_size(0, wait=True, timeout=WAIT)
-            ended = factory.terminated()
-            assert (shrunk, ended) == (True, [1, 1, 1, 1])
-            assert grow.wait() is True
-        finally:
-            go.set()
             assert pool.close(timeout=WAIT)

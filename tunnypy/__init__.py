@@ -32,6 +32,8 @@ from .exceptions import (
 )
 
 try:
+    #: The installed package's version (``"0+unknown"`` when run from a
+    #: source tree that is not installed).
     __version__ = version("tunnypy")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"

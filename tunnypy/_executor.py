@@ -50,18 +50,26 @@ class Executor(ThreadPoolExecutor):
     A ``concurrent.futures`` executor whose threads are a resizable tunnypy pool.
 
     Behaves like :class:`concurrent.futures.ThreadPoolExecutor` (same
-    arguments and defaults, same errors), and adds three things: the number of
-    threads can change at any time (:meth:`set_max_workers`), the calls
-    waiting for a thread can be bounded (*max_waiting*, *when_full*), and
-    cancelling a running call's future interrupts it
-    (:func:`tunnypy.interrupted` turns true inside it; ``cancel()`` still
-    returns ``False``, as a running future's must).
+    arguments and defaults, same errors: ``RuntimeError`` after shutdown,
+    ``BrokenThreadPool`` once an initializer failed; ``wait``,
+    ``as_completed`` and ``Future.cancel`` work; interpreter exit runs every
+    call already submitted), and adds three things: the number of threads can
+    change at any time (:meth:`set_max_workers`), the calls waiting for a
+    thread can be bounded (*max_waiting*, *when_full*), and cancelling a
+    running call's future interrupts it (:func:`tunnypy.interrupted` turns
+    true inside it, and only it; ``cancel()`` still returns ``False``, as a
+    running future's must). ``map``'s timeout, closing ``map``'s iterator,
+    and cancelling an ``asyncio.to_thread`` or ``run_in_executor`` task do
+    this too.
 
-    It subclasses ``ThreadPoolExecutor`` only so that asyncio accepts it as
-    the loop's default executor (``loop.set_default_executor`` refuses any
-    other class on Python 3.11 to 3.13). It overrides every public method and
-    never calls ``ThreadPoolExecutor.__init__``: none of its attributes,
-    threads or queue exist, and its private methods are not to be called.
+    ``loop.set_default_executor(Executor(...))`` works, so
+    ``asyncio.to_thread`` and ``loop.run_in_executor(None, ...)`` run on it.
+    It subclasses ``ThreadPoolExecutor`` only for that: asyncio refuses any
+    other class (``TypeError`` on Python 3.11 to 3.13). It overrides every
+    public method and never calls ``ThreadPoolExecutor.__init__``: none of
+    its attributes, threads or queue exist (``_max_workers``, ``_work_queue``,
+    ``_threads``, ``_adjust_thread_count()`` and the rest), and its private
+    methods are not to be called.
 
     Args:
         max_workers: How many worker threads; ``None`` for
@@ -72,22 +80,38 @@ class Executor(ThreadPoolExecutor):
             ``"block"`` waits for room, ``"raise"`` raises
             :class:`PoolBusyError`, ``"caller_runs"`` runs the call in the
             calling thread and returns its finished future.
-        thread_name_prefix: Worker threads are named ``<prefix>_<n>``.
+        thread_name_prefix: Worker threads are named ``<prefix>_<n>``; by
+            default ``TunnypyExecutor-<k>_<n>``.
         initializer: Called with *initargs* on each worker thread before its
             first call. If it raises, the executor is broken: that call, the
-            waiting ones and later submits fail with ``BrokenThreadPool``.
+            waiting ones and later submits fail with
+            ``concurrent.futures.thread.BrokenThreadPool``.
         initargs: Arguments for *initializer*.
 
     Raises:
-        TypeError, ValueError: An argument is invalid; nothing was started.
+        TypeError, ValueError: An argument is invalid (*max_workers* and
+            *max_waiting* must be positive ints, *when_full* one of the three,
+            *thread_name_prefix* a ``str``, *initializer* callable or
+            ``None``, *initargs* a tuple); nothing was started.
+
+    ``with`` calls :meth:`shutdown`. An executor dropped without
+    :meth:`shutdown` is shut down without waiting: its calls still run, then
+    its threads end.
 
     Unlike ``ThreadPoolExecutor``, all *max_workers* threads start with the
-    executor, and a call runs in a copy of the submitter's ``contextvars``
-    context (as :meth:`Pool.submit` jobs do).
+    executor (a ``ThreadPoolExecutor`` starts one per submit until it has
+    *max_workers*); :meth:`submit` and :meth:`map` check their arguments at
+    once (*fn* not callable is a ``TypeError`` from ``submit``, not a failed
+    future; ``map`` refuses a negative *timeout* and a *chunksize* below 1);
+    and a call runs in a copy of the submitter's ``contextvars`` context (as
+    :meth:`Pool.submit` jobs do), so an initializer's context variables do not
+    outlive the first call.
 
     Not guaranteed: threads cannot be killed. A cancelled running call runs
     on until it checks :func:`tunnypy.interrupted` or returns. A thread
-    takes its name, and runs the initializer, when it takes its first call.
+    takes its name, and runs the initializer, when it takes its first call,
+    on that thread, before the call. ``"caller_runs"`` from an event loop's
+    thread runs the call on the loop, and ``"block"`` blocks it.
 
     .. versionadded:: 0.1.0
     """
@@ -143,8 +167,10 @@ class Executor(ThreadPoolExecutor):
 
         Raises:
             RuntimeError: The executor was shut down (also while blocked for room).
-            BrokenThreadPool: An initializer failed.
+            concurrent.futures.thread.BrokenThreadPool: An initializer failed.
             PoolBusyError: The line is full and *when_full* is ``"raise"``.
+            PoolDeadlockError: Called from a call of this executor that would
+                block for room while every worker is blocked the same way.
             TypeError: *fn* is not callable.
         """
         if not callable(fn):
@@ -174,7 +200,9 @@ class Executor(ThreadPoolExecutor):
                 *timeout* seconds after ``map()`` was called; the calls not
                 yet done are cancelled (interrupted if running).
             Exception: From the iterator, what ``fn`` raised for that item.
-            TypeError, ValueError: An argument is invalid; nothing was submitted.
+            TypeError, ValueError: An argument is invalid (*buffersize* or
+                *chunksize* not a positive int, *timeout* not a non-negative
+                number); nothing was submitted and no input was read.
         """
         if not callable(fn):
             msg = f"fn must be callable (got {type(fn).__name__})"
@@ -242,7 +270,11 @@ class Executor(ThreadPoolExecutor):
             state.pool.set_size(n)
 
     def stats(self) -> PoolStats:
-        """A snapshot of the executor's pool: sizes, counters, latency (:class:`PoolStats`)."""
+        """
+        A snapshot of the executor's pool: sizes, counters, latency (see :class:`PoolStats`).
+
+        ``waiting`` counts the calls in the pool's line (submitted, not started).
+        """
         return self._state.pool.stats()
 
     def __repr__(self) -> str:

@@ -10,13 +10,14 @@ objects for the garbage collector to track (docs/performance.md,
 This leans on ``Future``'s private attributes, which ``concurrent.futures``
 itself uses (``wait``, ``as_completed``) and which are the same in Python
 3.11, 3.12 and 3.13: ``_condition`` (``acquire``, ``release``, ``wait``,
-``notify_all``), ``_state``, ``_result``, ``_exception``, ``_waiters`` and
-``_done_callbacks``. ``tests/test_future.py`` checks every public use and that
-a stock ``Future`` has no attribute a ``JobFuture`` lacks. On a Python whose
-``Future`` sets any other attribute, ``LEAN`` is false and a ``JobFuture`` is
-built by ``Future.__init__`` like any other: correct, only slower. What is not
-checked is that a future Python's ``Future`` methods use those attributes the
-same way.
+``notify_all``), ``_state``, ``_result``, ``_exception``, ``_waiters``,
+``_done_callbacks`` and ``_invoke_callbacks()`` (``cancel()`` is ``Future``'s
+with the job's leaving the line inside it). ``tests/internal/test_future.py``
+checks every public use and that a stock ``Future`` has no attribute a
+``JobFuture`` lacks. On a Python whose ``Future`` sets any other attribute,
+``LEAN`` is false and a ``JobFuture`` is built by ``Future.__init__`` like any
+other: correct, only slower. What is not checked is that a future Python's
+``Future`` methods use those attributes the same way.
 """
 
 from __future__ import annotations
@@ -97,7 +98,9 @@ class _FutureLock(_thread.RLock):  # type: ignore[misc]
 class Canceller(Protocol):
     """Where a cancelled future's job is taken out of line (the pool's ``Line``)."""
 
-    def cancel_future(self, job: Job) -> None: ...
+    lock: _thread.LockType
+
+    def cancel_future_locked(self, job: Job) -> None: ...
 
 
 class JobFuture(Future[Any]):
@@ -136,9 +139,28 @@ class JobFuture(Future[Any]):
             LOGGER.exception("exception calling callback for %r", self)
 
     def cancel(self) -> bool:
-        if not super().cancel():
-            return False
-        job = self._tunnypy_job
-        if job is not None:  # else a cancel() before this one has counted it
-            self._tunnypy_line.cancel_future(job)
+        # Future.cancel(), with the job taken out of line, counted and let go
+        # of before any waiter or done-callback is told (waiters wake only
+        # once both locks are released). The pool's lock comes first, as when
+        # a worker takes the job (set_running_or_notify_cancel()).
+        line = self._tunnypy_line
+        with line.lock, self._condition:
+            state = self._state
+            if state in TAKEN_BY_CALLER:  # running or finished: too late
+                return False
+            if state == CANCELLED_AND_NOTIFIED:
+                return True
+            # PENDING, or CANCELLED by a Future.cancel() that bypassed this
+            # one. No worker will reach the job (it leaves the line below), so
+            # none will call set_running_or_notify_cancel(): wait() and
+            # as_completed() are told here, as that call would tell them.
+            self._state = CANCELLED_AND_NOTIFIED
+            for waiter in self._waiters:
+                waiter.add_cancelled(self)
+            self._condition.notify_all()
+            job = self._tunnypy_job
+            if job is not None:
+                line.cancel_future_locked(job)
+        if state == PENDING:  # else Future.cancel() ran the callbacks
+            self._invoke_callbacks()  # type: ignore[attr-defined]
         return True

@@ -87,7 +87,7 @@ class LatencySummary:
     """
 
     count: int
-    """How many jobs: every job a worker ran, counted once it has run."""
+    """How many jobs, exactly; each job a worker ran is counted once it has run."""
     total: float
     """The sum of their times, in seconds (``total / count`` estimates the mean)."""
     p50: float
@@ -99,7 +99,7 @@ class LatencySummary:
     max: float
     """The longest, in seconds (the midpoint of the highest bucket counted)."""
     buckets: tuple[int, ...] = attrs.field(default=(0,) * BUCKETS, repr=False)
-    """The histogram itself: the count in each internal bucket (see :meth:`count_at_most`)."""
+    """The histogram itself, the count in each internal bucket (see :meth:`count_at_most`)."""
 
     def quantile(self, q: float) -> float:
         """

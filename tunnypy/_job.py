@@ -237,7 +237,9 @@ def interrupted() -> bool:
     Call it from inside a job (a function run by :meth:`Pool.from_func`, a
     callback, or a worker's ``process``) to stop early once the caller's
     deadline has passed, its token was cancelled, or it was interrupted by
-    Ctrl-C. Outside a job it returns ``False``.
+    Ctrl-C, or (in an :class:`Executor` call) its running future was
+    cancelled. Outside a job, and in a job started by :meth:`Pool.submit`, it
+    returns ``False``.
 
     Not guaranteed: a job that never checks keeps running; threads cannot be
     killed.

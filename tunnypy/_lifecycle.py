@@ -42,7 +42,8 @@ _TIMEOUT_MAX = threading.TIMEOUT_MAX
 @attrs.frozen
 class PoolStats:
     """
-    A snapshot of a pool: sizes and counters taken under its lock, then latencies.
+    A snapshot of a pool, returned by :meth:`Pool.stats`: sizes and counters
+    taken under its lock, then latencies.
 
     ``completed + failed + timed_out + cancelled + rejected`` counts every call
     that has ended (a ``submit`` ends when its future does). :attr:`wait` and
@@ -52,7 +53,7 @@ class PoolStats:
     """
 
     size: int
-    """The target size: what ``set_size`` last asked for."""
+    """The target size, what ``set_size`` last asked for."""
     workers: int
     """Worker threads alive, including retiring ones still finishing a job."""
     busy: int
@@ -69,8 +70,9 @@ class PoolStats:
     """Calls that ended in ``JobTimedOutError``."""
     cancelled: int
     """
-    Calls that ended in ``JobCancelledError``, futures cancelled or resolved by
-    their caller, or callers interrupted.
+    Calls that ended in ``JobCancelledError``, futures cancelled in line,
+    futures their caller resolved itself (``set_result()`` and the like), and
+    callers interrupted by Ctrl-C.
     """
     rejected: int
     """Calls refused with ``PoolClosedError``, ``PoolBusyError`` or ``PoolDeadlockError``."""
@@ -132,8 +134,15 @@ class Lifecycle:
         if size < current:
             self._shrink()
         if size > current:
-            with self.resize_lock:
-                self._grow(ticket)
+            try:
+                with self.resize_lock:
+                    self._grow(ticket)
+            except BaseException:
+                # Ctrl-C while waiting for another thread's growth, before
+                # _grow could fall back itself (a second fall back is a no-op).
+                with self.line.lock:
+                    self._fall_back_locked(ticket)
+                raise
         else:
             with self.line.lock:
                 self._settle_locked(ticket)
@@ -192,10 +201,11 @@ class Lifecycle:
                 made.append(worker)  # terminated below if it is refused
                 check_worker(worker)
         except BaseException:
-            for worker in made:
-                _terminate_quietly(worker, -1)
-            with self.line.lock:
-                self._fall_back_locked(ticket)
+            try:
+                _terminate_all(made)
+            finally:
+                with self.line.lock:
+                    self._fall_back_locked(ticket)
             raise
         # Ctrl-C can land wherever CPython checks for signals (see _shrink):
         # each worker_thread is listed and counted by stores and one last call, and
@@ -569,12 +579,34 @@ class Lifecycle:
 
 
 def _terminate_quietly(worker: Worker[Any, Any], index: int) -> None:
+    # Only the hook's own failure is swallowed: Ctrl-C landing as the lookup
+    # returns reaches the caller, which still lists the worker (see _grow).
     try:
         terminate = getattr(worker, "terminate", None)
-        if terminate is not None:  # a missing hook is a no-op
-            terminate()
+    except Exception:
+        log.exception("terminate_failed", worker=index)
+        return
+    if terminate is None:  # a missing hook is a no-op
+        return
+    try:
+        terminate()
     except BaseException:  # SystemExit too: it must not end a worker thread noisily
         log.exception("terminate_failed", worker=index)
+
+
+def _terminate_all(workers: list[Worker[Any, Any]]) -> None:
+    # Each worker leaves the list once terminated; Ctrl-C meanwhile (one is
+    # covered, see _shrink) is raised once every worker is.
+    error: BaseException | None = None
+    while workers:
+        try:
+            while workers:
+                _terminate_quietly(workers[-1], -1)
+                del workers[-1]
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error
 
 
 # The worker each thread inside _join() waits for now, across every pool. A

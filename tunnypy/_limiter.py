@@ -68,8 +68,9 @@ class Limiter:
     """
     Run at most *size* tasks at once; ``run()`` blocks while *size* tasks run.
 
-    Tasks run on *size* resident worker threads, first come first served, so
-    no call starts a thread and the thread count never grows with the load.
+    Tasks run on *size* resident worker threads (a :meth:`Pool.from_callback`
+    pool), first come first served, so no call starts a thread and the thread
+    count never grows with the load.
 
     Args:
         size: How many tasks may run at once. 0 pauses the limiter: ``run()``
@@ -196,7 +197,7 @@ class Limiter:
 
     @property
     def size(self) -> int:
-        """The limit: how many tasks may run at once."""
+        """The limit, how many tasks may run at once."""
         return self._pool.size
 
     def set_size(self, size: int, *, wait: bool = False, timeout: float | None = None) -> bool:

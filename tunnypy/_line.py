@@ -401,29 +401,28 @@ class Line:
             if job.nested is not None:  # a job's call on its own pool: it waits no more
                 self.forget_nested(job)
 
-    def cancel_future(self, job: Job) -> None:
+    def cancel_future_locked(self, job: Job) -> None:
         """
-        Called when a submitted future was cancelled while in line.
+        Under the lock and the future's: the job's future is being cancelled (see JobFuture.cancel).
 
-        ``Future.cancel()`` keeps returning ``True`` once cancelled, so this
-        may run twice for one job; it counts the job once, then marks it
-        ``DONE``. A job close() refused first was counted as rejected, but the
-        caller's cancel won the future, so it moves to ``cancelled``.
+        Its job waits in line (a worker that takes it marks the future
+        running, under both locks), never got in (Ctrl-C in submit), or was
+        refused by a close() that has not yet told it: counted as rejected,
+        but the caller's cancel won the future, so it moves to ``cancelled``.
         """
-        with self.lock:
-            state = job.state
-            if state == REJECTED:
-                self.rejected -= 1
-            elif state != WAITING:
-                return  # already counted
-            self.cancelled += 1
-            job.state = DONE
-            job.let_go()  # it never runs: a worker that popped it skips it
-            if state == WAITING:
-                try:
-                    self.waiting.remove(job)
-                except ValueError:
-                    return  # a worker popped it and will skip it
+        state = job.state
+        if state == REJECTED:
+            self.rejected -= 1
+        elif state != WAITING:
+            return  # already counted
+        self.cancelled += 1
+        job.state = DONE
+        job.let_go()  # it never runs
+        if state == WAITING:
+            try:  # noqa: SIM105 - under the lock, suppress() costs a frame
+                self.waiting.remove(job)
+            except ValueError:
+                pass  # it never got in
 
     def count_refused(self, reason: str) -> None:
         """Count a call refused at entry; a closed pool's refusal comes first."""

@@ -7,6 +7,7 @@ Validation and the caller's fast paths live here; the waiting line in
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import math
 import sys
@@ -17,7 +18,8 @@ from concurrent.futures import Future
 from typing import Any, Generic, TypeVar, final
 
 from . import _job
-from ._checks import check_size, check_timeout
+from ._awaiting import call_async
+from ._checks import check_size, check_timeout, deadline_in
 from ._future import JobFuture
 from ._histogram import clock as _clock
 from ._job import DONE, NO_CONTEXT, RUNNING, WAITING, Job, worker_tls
@@ -51,7 +53,8 @@ class Pool(Generic[P, R]):
     A pool of resident worker threads that pull jobs from one waiting line.
 
     Args:
-        size: How many workers to start.
+        size: How many workers to start (0 is allowed: callers wait until the
+            pool grows).
         worker_factory: Called once per worker, from the thread that grows the
             pool; returns that worker's :class:`Worker`: an object with a
             callable ``process()``, whose other methods may be missing.
@@ -59,7 +62,8 @@ class Pool(Generic[P, R]):
             :class:`PoolBusyError` instead of queueing them; ``None`` for no limit.
 
     Raises:
-        TypeError, ValueError: *size* or *max_waiting* is not a non-negative int.
+        TypeError, ValueError: *size* or *max_waiting* is not a non-negative
+            int, or *worker_factory* is not callable.
         TypeError: The factory returned an object without a callable
             ``process()``, or with a ``block_until_ready``, ``interrupt`` or
             ``terminate`` that is not callable; the workers already made are
@@ -69,8 +73,12 @@ class Pool(Generic[P, R]):
     A pool dropped without :meth:`close` is closed when it is collected, but
     one that its own workers, factory or function reference (a job calling
     its own pool through a closure) is never collected: its threads keep it
-    reachable. Close such a pool, or let the job reach it through a weak
-    reference.
+    reachable. Close such a pool, or let the job reach it through
+    ``weakref.ref(pool)``.
+
+    ``with pool:`` calls :meth:`close` on exit. ``repr(pool)`` shows its
+    state, for example ``<Pool size=4 idle=1 waiting=0>`` or
+    ``<Pool closed idle=0 waiting=0>``.
 
     Not guaranteed: threads cannot be killed. A job that outlives its caller's
     deadline runs on until it checks :func:`interrupted` or returns, and its
@@ -113,7 +121,14 @@ class Pool(Generic[P, R]):
     def from_func(
         cls, size: int, fn: Callable[[P], R], *, max_waiting: int | None = None
     ) -> Pool[P, R]:
-        """A pool whose every worker calls ``fn(payload)``."""
+        """
+        A pool whose every worker calls ``fn(payload)``.
+
+        Raises:
+            TypeError: *fn* is not callable.
+            TypeError, ValueError: *size* or *max_waiting* is invalid, as for
+                :class:`Pool`.
+        """
         if not callable(fn):
             msg = f"fn must be callable (got {type(fn).__name__})"
             raise TypeError(msg)
@@ -128,7 +143,12 @@ class Pool(Generic[P, R]):
         """
         A pool whose payloads are zero-argument callables; each returns the result.
 
-        A payload that is not callable raises ``TypeError`` in the caller.
+        A payload that is not callable makes ``process*``, ``submit`` and
+        ``try_*`` raise ``TypeError`` in the caller, before anything is queued.
+
+        Raises:
+            TypeError, ValueError: *size* or *max_waiting* is invalid, as for
+                :class:`Pool`.
         """
         pool: Pool[Callable[[], object], object] = Pool.__new__(Pool)
         pool._init(size, CallbackWorker, _check_callable_payload, max_waiting)
@@ -143,12 +163,19 @@ class Pool(Generic[P, R]):
         Waits, first come first served, while every worker is busy. An
         exception raised by the job is re-raised here with its traceback; the
         worker stays in service. Once it has returned, or raised the job's
-        exception, the pool holds nothing of *payload*.
+        exception, the pool holds nothing of *payload* (so do the other
+        ``process*`` calls and :meth:`try_process`: see "What a call keeps
+        alive" in ``docs/semantics.md``).
 
         Raises:
             PoolClosedError: The pool was closed before a worker took the job.
+            PoolBusyError: *max_waiting* callers are already in line.
             PoolDeadlockError: Called from a job while every other worker waits
-                on this pool, directly or through the calls it waits for.
+                on this pool, directly or through the calls it waits for, so no
+                worker could ever serve it (also when a shrink leaves it so).
+                The message names the method called.
+            KeyboardInterrupt: Ctrl-C while waiting; the job is withdrawn and
+                counted as cancelled.
         """
         line = self._line
         if line.check is not None:
@@ -254,7 +281,8 @@ class Pool(Generic[P, R]):
         Raises:
             JobTimedOutError: The deadline passed. A started job's worker was
                 interrupted and stays out of rotation until the job returns.
-            PoolClosedError: The pool was closed before a worker took the job.
+            PoolClosedError, PoolBusyError, PoolDeadlockError: As for
+                :meth:`process`.
             TypeError, ValueError: *timeout* is not a non-negative number.
         """
         kind = type(timeout)
@@ -327,7 +355,8 @@ class Pool(Generic[P, R]):
         Raises:
             JobCancelledError: The token was cancelled (before or during the call).
             JobTimedOutError: The token's deadline passed.
-            PoolClosedError: The pool was closed before a worker took the job.
+            PoolClosedError, PoolBusyError, PoolDeadlockError: As for
+                :meth:`process`.
             TypeError: *token* is not a :class:`CancelToken`.
         """
         if not isinstance(token, CancelToken):
@@ -353,18 +382,106 @@ class Pool(Generic[P, R]):
         finally:
             token._unregister(waker)
 
+    async def aprocess(self, payload: P, *, timeout: float | None = None) -> R:
+        """
+        Run *payload* on the next ready worker from a coroutine, and return its result.
+
+        The asyncio form of :meth:`process` and :meth:`process_timed`: the
+        call waits in the same first-come-first-served line as every other
+        caller, but no thread waits for it and the event loop is not blocked.
+        It works on any running asyncio loop (uvloop too), from many loops in
+        many threads at once against one pool.
+
+        Cancelling the awaiting task (``task.cancel()``, ``asyncio.timeout``,
+        ``asyncio.wait_for``, a failing ``TaskGroup``, the loop shutting down
+        in ``asyncio.run``) is an interrupt, as a missed deadline is for
+        :meth:`process_timed`: a job still in line is taken out, a running
+        job's worker has ``interrupt()`` called (on the loop's thread) and
+        :func:`interrupted` turns ``True`` inside that job only. The task
+        then ends in ``asyncio.CancelledError``, and the call counts as
+        cancelled. A job that finished just before the cancellation counts as
+        completed, and its result is dropped. The job runs in a copy of the
+        awaiting task's ``contextvars`` context.
+
+        Compared with ``asyncio.wrap_future(pool.submit(payload))``, which
+        also waits without a thread: ``submit`` never waits, so code that
+        submits goes on submitting and the line grows as fast as it does (no
+        backpressure unless ``max_waiting`` refuses), whereas a coroutine
+        awaiting ``aprocess`` is held until its call is served; and cancelling
+        a ``wrap_future`` awaitable takes a job still in line out, but a
+        started job runs on unasked, while cancelling ``aprocess`` interrupts
+        it. There is no ``asubmit``: ``asyncio.ensure_future(pool.aprocess(x))``
+        makes a task, and ``wrap_future(submit(x))`` a
+        ``concurrent.futures.Future``.
+
+        Not guaranteed: a loop closed without cancelling its tasks
+        (``loop.close()`` after ``run_until_complete``) can tell no one; its
+        job stays in line until a worker takes it, runs, and its outcome is
+        dropped (counted as completed or failed). ``asyncio.run`` cancels its
+        tasks, so their jobs are withdrawn. A job that runs an event loop
+        calling ``aprocess`` on its own pool holds its worker as ``process``
+        does and is checked for deadlock the same way.
+
+        Args:
+            payload: What the worker's ``process()`` receives.
+            timeout: One deadline, counted from when the call is awaited,
+                over waiting for a worker and running the job, as for
+                :meth:`process_timed`: any non-negative real number; 0 has
+                already expired; ``None`` or ``float("inf")`` for no limit.
+
+        Returns:
+            What the worker's ``process()`` returned.
+
+        Raises:
+            JobTimedOutError: The deadline passed. A started job's worker was
+                interrupted and stays out of rotation until the job returns.
+            PoolClosedError: The pool was closed before a worker took the job.
+            PoolBusyError: The line is full (``max_waiting``).
+            PoolDeadlockError: Called from a job (through an event loop the
+                job runs) while every other worker waits on this pool.
+            TypeError, ValueError: *timeout* is not a non-negative number.
+            RuntimeError: No asyncio event loop is running in this thread.
+            asyncio.CancelledError: The awaiting task was cancelled.
+            Exception: Whatever the job raised, with its traceback.
+
+        .. versionadded:: 0.1.0
+        """
+        if timeout is not None:
+            timeout = check_timeout(timeout, "timeout")
+        line = self._line
+        if line.check is not None:
+            line.check(payload)
+        loop = asyncio.get_running_loop()
+        if timeout is not None and timeout <= 0:
+            line.count_refused(TIMED_OUT)
+            raise JobTimedOutError("job did not finish before its deadline")
+        job = Job(payload, _copy_context(), None)
+        del payload  # as in process()
+        return await call_async(  # type: ignore[no-any-return]
+            line, job, loop, deadline_in(timeout), "aprocess"
+        )
+
     def submit(self, payload: P) -> Future[R]:
         """
         Queue *payload* and return a ``concurrent.futures.Future`` at once.
 
         The request waits in the same line as blocking callers. Cancelling the
         future while it waits removes it from the line; a started job cannot
-        be cancelled through its future. Usable with ``asyncio.wrap_future``.
-        A done future keeps its result or exception, and nothing of *payload*.
+        be cancelled or interrupted through its future. A future its caller
+        resolves itself (with ``set_result()``, meant for executors) keeps that
+        outcome: its job is not run, or its outcome is dropped. Usable with
+        ``asyncio.wrap_future``. Once the future is done it keeps its result or
+        exception and nothing of *payload*, as a ``ThreadPoolExecutor``
+        future does.
 
         Raises:
-            PoolClosedError: The pool is closed.
+            PoolClosedError: The pool is closed. (A future still in line when
+                the pool closes fails with ``PoolClosedError``.)
             PoolBusyError: The line is full (``max_waiting``).
+
+        Never :class:`PoolDeadlockError`: a future does not block its caller,
+        so a job may always submit to its own pool (waiting on that future
+        from the job is not checked).
         """
         return self._submit(payload, wait=True)
 
@@ -374,6 +491,13 @@ class Pool(Generic[P, R]):
 
         Nothing is started when it raises; use it to fall back (serve a cached
         value, shed load) instead of waiting.
+
+        Raises:
+            PoolBusyError: No worker is free.
+            PoolClosedError: The pool is closed.
+            PoolDeadlockError: Called from a job, as for :meth:`process`: only
+                when a shrink retires the worker that was free for it and
+                leaves every worker waiting on this pool.
         """
         line = self._line
         if line.check is not None:
@@ -386,7 +510,13 @@ class Pool(Generic[P, R]):
         )
 
     def try_submit(self, payload: P) -> Future[R]:
-        """Like :meth:`submit`, but raise :class:`PoolBusyError` at once if no worker is free."""
+        """
+        Like :meth:`submit`, but raise :class:`PoolBusyError` at once if no worker is free.
+
+        Raises:
+            PoolBusyError: No worker is free.
+            PoolClosedError: The pool is closed.
+        """
         return self._submit(payload, wait=False)
 
     def _submit(self, payload: P, wait: bool) -> Future[R]:
@@ -412,7 +542,7 @@ class Pool(Generic[P, R]):
 
     @property
     def size(self) -> int:
-        """The target number of workers (what ``set_size`` last asked for)."""
+        """The target number of workers (what ``set_size`` last asked for; 0 once closed)."""
         return self._lifecycle.size
 
     def set_size(self, size: int, *, wait: bool = False, timeout: float | None = None) -> bool:
@@ -455,7 +585,7 @@ class Pool(Generic[P, R]):
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` has been called."""
+        """Whether :meth:`close` has been called (or the pool was inherited by ``os.fork()``)."""
         return self._line.closed
 
     def stats(self) -> PoolStats:
@@ -474,8 +604,10 @@ class Pool(Generic[P, R]):
 
     def close(self, *, wait: bool = True, timeout: float | None = None) -> bool:
         """
-        Stop the pool. Safe to call twice, and from inside a job. A close()
-        interrupted by Ctrl-C is finished by the next one.
+        Stop the pool. Safe to call twice, and from inside a job.
+
+        A ``close()`` interrupted by Ctrl-C is finished by the next one (or at
+        interpreter exit).
 
         Callers still waiting in line get :class:`PoolClosedError` at once;
         running jobs finish and their callers get their results; each worker's
@@ -487,7 +619,10 @@ class Pool(Generic[P, R]):
                 job is itself waiting, in ``close(wait=True)`` or
                 ``set_size(wait=True)`` of any pool, for the caller (directly
                 or through others): those cannot end before this call
-                returns, and waiting would deadlock.
+                returns, and waiting would deadlock; they end once their job
+                returns. A worker skipped this way is looked at again once the
+                others have ended, and waited for if it no longer waits for the
+                caller (its own wait timed out).
             timeout: With *wait*, give up waiting after this many seconds, any
                 non-negative real number; ``None`` or ``float("inf")`` for no
                 limit (a worker stuck in ``block_until_ready`` cannot hang the
@@ -496,7 +631,13 @@ class Pool(Generic[P, R]):
         Returns:
             Whether every worker it waits for had ended (``terminate()``
             returned) when it returned: ``False`` only if the timeout passed
-            first, or without *wait* while any worker is still running.
+            first, or without *wait* while any worker is still running. The
+            pool's own record of its workers decides, so a wait interrupted
+            by Ctrl-C leaves nothing wrong: the next ``close()`` waits for the
+            workers still running.
+
+        Raises:
+            TypeError, ValueError: *timeout* is not a non-negative number.
         """
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")

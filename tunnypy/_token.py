@@ -20,7 +20,8 @@ class CancelToken:
     """
     A cancellation signal that any thread may fire, with an optional deadline.
 
-    One token may govern many calls at once, like a Go context. ``cancel()``
+    Tunny's ``context.Context`` for :meth:`Pool.process_ctx`. One token may
+    govern many calls at once, like a Go context. ``cancel()``
     wakes every call waiting on the token; they end with
     :class:`~tunnypy.JobCancelledError`. Once its deadline passes, calls end
     with :class:`~tunnypy.JobTimedOutError` instead.

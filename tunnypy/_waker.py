@@ -241,7 +241,9 @@ def yield_until_free(lock: _thread.LockType) -> None:
 
 def _after_fork_in_child() -> None:
     # A budget lock held at fork by a thread the child lacks would stay locked:
-    # release it (any thread may release a raw lock). ``_job`` forgets the wakers.
+    # release it (any thread may release a raw lock). ``_job`` forgets the wakers
+    # after this runs (it imports this module, so its handler is registered
+    # later): closing one takes the lock.
     if _budget_lock.locked():
         _budget_lock.release()
 

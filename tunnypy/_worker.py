@@ -20,10 +20,18 @@ class Worker(Protocol[P_contra, R_co]):
     What a pool runs: one object per worker thread, made by the pool's factory.
 
     Only ``process()`` is required; a missing ``block_until_ready()``,
-    ``interrupt()`` or ``terminate()`` is a no-op. The pool calls every method
-    from the worker's own thread, except ``interrupt()``, which the giving-up
+    ``interrupt()`` or ``terminate()`` is a no-op, as in :class:`BaseWorker`
+    (a type checker, reading the protocol, still asks for all four: subclass
+    :class:`BaseWorker` to have them typed). The pool calls every method from
+    the worker's own thread, except ``interrupt()``, which the giving-up
     caller's thread calls, and ``terminate()`` of a worker whose thread never
     started, which the thread that grew the pool calls.
+
+    Methods are looked up on the worker object, so one set on the instance
+    counts (``self.block_until_ready = limiter.take`` in ``__init__``):
+    ``process`` and ``block_until_ready`` once, as the worker's thread starts
+    (one set later, in ``process``, is not seen); ``interrupt`` and
+    ``terminate`` each time they are called.
     """
 
     def process(self, payload: P_contra) -> R_co:
@@ -31,7 +39,14 @@ class Worker(Protocol[P_contra, R_co]):
         ...
 
     def block_until_ready(self) -> None:
-        """Block until the worker may take its next job (a rate limit, a reconnect)."""
+        """
+        Block until the worker may take its next job (a rate limit, a reconnect).
+
+        Called before every offer, but not by a worker that has been retired
+        (it leaves after its last job), and never when it is
+        :class:`BaseWorker`'s no-op or missing. An exception is logged and
+        counts as ready.
+        """
         ...
 
     def interrupt(self) -> None:
@@ -44,7 +59,7 @@ class Worker(Protocol[P_contra, R_co]):
         returned, or not yet have begun. So a worker that keeps a flag should
         clear it at the start of ``process`` and then also stop when
         :func:`tunnypy.interrupted` is true, which belongs to the job and is
-        never stale.
+        never stale. An exception is logged.
         """
         ...
 
@@ -53,13 +68,19 @@ class Worker(Protocol[P_contra, R_co]):
         Release the worker's resources; called once, from its thread, as it stops.
 
         A worker whose thread never started (the growth that made it was
-        undone) is terminated from the thread that grew the pool.
+        undone) is terminated from the thread that grew the pool. An
+        exception is logged.
         """
         ...
 
 
 class BaseWorker(abc.ABC, Generic[P, R]):
-    """A :class:`Worker` with no-op ``block_until_ready``, ``interrupt`` and ``terminate``."""
+    """
+    A :class:`Worker` with no-op ``block_until_ready``, ``interrupt`` and ``terminate``.
+
+    Subclass it and implement :meth:`process`. A hook set on the instance
+    replaces the no-op (see :class:`Worker`).
+    """
 
     @abc.abstractmethod
     def process(self, payload: P) -> R:

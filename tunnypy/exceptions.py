@@ -3,7 +3,8 @@ The errors tunnypy raises.
 
 Every error shares the base :class:`TunnypyError` and also subclasses the
 builtin it refines, so ``except TimeoutError`` catches a timed-out job and
-``except RuntimeError`` catches a closed pool.
+``except RuntimeError`` catches a closed pool. They live in
+``tunnypy.exceptions`` and are re-exported from ``tunnypy``.
 """
 
 from __future__ import annotations
@@ -36,11 +37,20 @@ class JobCancelledError(TunnypyError, RuntimeError):
 
 
 class WorkerClosedError(TunnypyError, RuntimeError):
-    """A worker was used after it had been terminated."""
+    """
+    A worker was used after it had been terminated.
+
+    Reserved for worker code: the pool itself does not raise it.
+    """
 
 
 class PoolBusyError(TunnypyError, RuntimeError):
-    """No worker was free and the call asked not to wait (or the waiting line was full)."""
+    """
+    No worker was free and the call asked not to wait, or the line was full.
+
+    Raised by the ``try_*`` calls, by a call beyond *max_waiting*, and by an
+    :class:`~tunnypy.Executor`'s ``submit`` with ``when_full="raise"``.
+    """
 
 
 class PoolDeadlockError(TunnypyError, RuntimeError):

@@ -88,7 +88,9 @@ _OUTCOMES = ("completed", "failed", "timed_out", "cancelled", "rejected")
 class StatsSource(Protocol):
     """What can be registered: a :class:`tunnypy.Pool` or a :class:`tunnypy.Executor`."""
 
-    def stats(self) -> PoolStats: ...
+    def stats(self) -> PoolStats:
+        """A snapshot of the pool's sizes, counters and latencies."""
+        ...
 
 
 class PoolCollector:

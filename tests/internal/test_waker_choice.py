@@ -18,12 +18,11 @@ from typing import Any
 import pytest
 
 import tunnypy
+from tests.helpers import WAIT, Call, Gate, wait_for
 from tunnypy import _job, _waker
 from tunnypy._job import Job
 from tunnypy._lifecycle import Lifecycle
 from tunnypy._line import Line
-
-from .helpers import WAIT, Call, Gate, wait_for
 
 
 def running_job(lifecycle: Lifecycle, gate: Gate) -> Job:

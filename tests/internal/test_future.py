@@ -18,10 +18,9 @@ from concurrent.futures import Future
 import pytest
 
 import tunnypy
+from tests.helpers import WAIT, Gate
 from tunnypy import _future
 from tunnypy._future import JobFuture
-
-from .helpers import WAIT, Gate
 
 Pool = tunnypy.Pool[Callable[[], object], object]
 

@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 
 import tunnypy
+from tests.helpers import WAIT, Call, Gate, wait_for
 from tunnypy._line import Line
-
-from .helpers import WAIT, Call, Gate, wait_for
 
 
 class HeldWake:

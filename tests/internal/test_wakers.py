@@ -13,7 +13,7 @@ import pytest
 
 import tunnypy
 from tests.helpers import WAIT, Call, identity
-from tunnypy import _waker
+from tunnypy import _job, _waker
 
 
 class TestWakers:
@@ -89,6 +89,31 @@ class TestAfterFork:
                 os.kill(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
             assert ready, "the child hung making a waker"
+            assert os.read(read_end, 2) == b"ok"
+            assert os.waitstatus_to_exitcode(status) == 0
+        finally:
+            os.close(read_end)
+
+    def test_a_forking_thread_with_a_waker_of_its_own_is_not_stranded_by_the_lock(self) -> None:
+        """Forgetting the forking thread's eventfd waker in the child takes the freed lock."""
+        with tunnypy.Pool.from_func(1, identity) as pool:
+            assert pool.process(1) == 1  # this thread now keeps a waker for its calls
+        assert _job._tls.waker is not None
+        read_end, write_end = os.pipe()
+        with _waker._budget_lock:  # as another thread would, mid-update
+            pid = os.fork()
+            if pid == 0:  # the child: exit at once whatever happens
+                try:
+                    os.write(write_end, b"ok")
+                finally:
+                    os._exit(0)
+        os.close(write_end)
+        try:
+            ready = select.select([read_end], [], [], WAIT)[0]
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            assert ready, "the child hung in fork()"
             assert os.read(read_end, 2) == b"ok"
             assert os.waitstatus_to_exitcode(status) == 0
         finally:

@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 
 import tunnypy
+from tests.helpers import WAIT, Call, Gate, identity, wait_for
 from tunnypy import _waker
-
-from .helpers import WAIT, Call, Gate, identity, wait_for
 
 
 class YieldSpy:
