@@ -147,13 +147,13 @@ class TestPoolLatency:
 
     def test_fresh_pool_reports_nothing(self) -> None:
         """Before any job: both summaries are empty."""
-        with tunnypy.Pool.from_func(2, run) as pool:
+        with tunnypy.Pool.from_func(2, run, latency=True) as pool:
             stats = pool.stats()
             assert (stats.wait.count, stats.run.count, stats.run.p99) == (0, 0, 0.0)
 
     def test_counts_are_exact_on_every_path(self) -> None:
         """Every job that ran is counted once, by the time its caller has the outcome."""
-        with tunnypy.Pool.from_func(3, run) as pool:
+        with tunnypy.Pool.from_func(3, run, latency=True) as pool:
             for i in range(50):
                 assert pool.process(i) == i
             for i in range(20):
@@ -171,7 +171,7 @@ class TestPoolLatency:
 
     def test_run_time_of_a_held_job(self) -> None:
         """A job held for HOLD by the test's clock reports a run time of about HOLD."""
-        with tunnypy.Pool.from_func(1, run) as pool:
+        with tunnypy.Pool.from_func(1, run, latency=True) as pool:
             gate = Gate()
             began = time.monotonic()
             call = Call(pool.process, gate)
@@ -189,7 +189,7 @@ class TestPoolLatency:
 
     def test_wait_time_of_a_call_in_line(self) -> None:
         """A call kept in line for HOLD behind a held job reports a wait of about HOLD."""
-        with tunnypy.Pool.from_func(1, run) as pool:
+        with tunnypy.Pool.from_func(1, run, latency=True) as pool:
             gate = Gate()
             first = Call(pool.process, gate)
             assert gate.started.wait(BOUND)
@@ -211,7 +211,7 @@ class TestPoolLatency:
 
     def test_a_call_given_up_in_line_is_not_counted(self) -> None:
         """A call that timed out before any worker took it never ran: no wait, no run."""
-        with tunnypy.Pool.from_func(1, run) as pool:
+        with tunnypy.Pool.from_func(1, run, latency=True) as pool:
             gate = Gate()
             first = Call(pool.process, gate)
             assert gate.started.wait(BOUND)
@@ -224,7 +224,7 @@ class TestPoolLatency:
 
     def test_a_job_whose_caller_left_counts_once_it_has_run(self) -> None:
         """A started job whose caller timed out is counted when it returns."""
-        with tunnypy.Pool.from_func(1, run) as pool:
+        with tunnypy.Pool.from_func(1, run, latency=True) as pool:
             gate = Gate()
             with pytest.raises(tunnypy.JobTimedOutError):
                 pool.process_timed(gate, 0.01)
@@ -236,7 +236,7 @@ class TestPoolLatency:
 
     def test_retired_workers_stay_counted(self) -> None:
         """Times of workers that left (shrink, close) are kept in the pool's figures."""
-        pool = tunnypy.Pool.from_func(3, run)
+        pool = tunnypy.Pool.from_func(3, run, latency=True)
         try:
             for i in range(30):
                 pool.process(i)
@@ -255,7 +255,7 @@ class TestPoolLatency:
     def test_many_callers(self) -> None:
         """Callers on many threads at once: every job counted exactly once."""
         callers, calls = 8, 300
-        with tunnypy.Pool.from_func(4, run) as pool:
+        with tunnypy.Pool.from_func(4, run, latency=True) as pool:
             start = threading.Barrier(callers, timeout=BOUND)
 
             def caller() -> None:
@@ -272,7 +272,7 @@ class TestPoolLatency:
 
     def test_stats_while_workers_record(self) -> None:
         """stats() read while jobs finish never fails and never goes backwards."""
-        with tunnypy.Pool.from_func(2, run) as pool:
+        with tunnypy.Pool.from_func(2, run, latency=True) as pool:
             done = threading.Event()
 
             def caller() -> None:
@@ -293,7 +293,7 @@ class TestPoolLatency:
 
     def test_executor_stats(self) -> None:
         """Executor.stats() carries the same summaries, of its calls."""
-        with tunnypy.Executor(2) as executor:
+        with tunnypy.Executor(2, latency=True) as executor:
             futures = [executor.submit(pow, 2, i) for i in range(10)]
             assert [f.result(BOUND) for f in futures] == [2**i for i in range(10)]
             stats = executor.stats()
@@ -302,7 +302,7 @@ class TestPoolLatency:
 
     def test_summary_is_a_frozen_value(self) -> None:
         """A LatencySummary is immutable and compares by value."""
-        with tunnypy.Pool.from_func(1, run) as pool:
+        with tunnypy.Pool.from_func(1, run, latency=True) as pool:
             pool.process(1)
             first, second = pool.stats().run, pool.stats().run
             assert first == second

@@ -52,7 +52,7 @@ class TestScrape:
 
     def test_metrics_after_known_calls(self, registry: CollectorRegistry) -> None:
         """Names, types, labels and values: gauges, outcomes counted exactly, histograms."""
-        with tunnypy.Pool.from_func(1, run) as pool:
+        with tunnypy.Pool.from_func(1, run, latency=True) as pool:
             collector = prometheus.register(pool, name="api", registry=registry)
             assert isinstance(collector, prometheus.PoolCollector)
             for i in range(5):
@@ -128,7 +128,7 @@ class TestScrape:
 
     def test_two_pools_two_labels(self, registry: CollectorRegistry) -> None:
         """Pools registered with one registry share its families, one label each."""
-        with tunnypy.Pool.from_func(2, run) as a, tunnypy.Executor(3) as b:
+        with tunnypy.Pool.from_func(2, run, latency=True) as a, tunnypy.Executor(3, latency=True) as b:
             first = prometheus.register(a, name="a", registry=registry)
             assert prometheus.register(b, name="b", registry=registry) is first
             a.process(1)
@@ -142,7 +142,7 @@ class TestScrape:
 
     def test_name_taken(self, registry: CollectorRegistry) -> None:
         """A second pool under a name in use is refused, and the first stays."""
-        with tunnypy.Pool.from_func(1, run) as a, tunnypy.Pool.from_func(2, run) as b:
+        with tunnypy.Pool.from_func(1, run, latency=True) as a, tunnypy.Pool.from_func(2, run, latency=True) as b:
             prometheus.register(a, name="api", registry=registry)
             with pytest.raises(ValueError, match=r"^name 'api' already names a registered pool$"):
                 prometheus.register(b, name="api", registry=registry)
@@ -160,7 +160,7 @@ class TestScrape:
         self, registry: CollectorRegistry, name: Any, error: type[Exception], message: str
     ) -> None:
         """A name that is not a non-empty string is refused; nothing is registered."""
-        with tunnypy.Pool.from_func(1, run) as pool:
+        with tunnypy.Pool.from_func(1, run, latency=True) as pool:
             with pytest.raises(error, match=message):
                 prometheus.register(pool, name=name, registry=registry)
             assert scrape(registry) == {}
@@ -177,7 +177,7 @@ class TestLifetime:
 
     def test_pool_is_held_weakly(self, registry: CollectorRegistry) -> None:
         """A registered pool, dropped, is collected and leaves the scrape."""
-        pool = tunnypy.Pool.from_func(1, run)
+        pool = tunnypy.Pool.from_func(1, run, latency=True)
         prometheus.register(pool, name="gone", registry=registry)
         pool.close()
         ref = weakref.ref(pool)
@@ -189,7 +189,7 @@ class TestLifetime:
 
     def test_unregister(self, registry: CollectorRegistry) -> None:
         """Unregistering the last pool removes every tunnypy metric; twice is refused."""
-        with tunnypy.Pool.from_func(1, run) as a, tunnypy.Pool.from_func(1, run) as b:
+        with tunnypy.Pool.from_func(1, run, latency=True) as a, tunnypy.Pool.from_func(1, run, latency=True) as b:
             prometheus.register(a, name="a", registry=registry)
             prometheus.register(b, name="b", registry=registry)
             prometheus.unregister(a, registry=registry)
@@ -205,7 +205,7 @@ class TestLifetime:
     def test_clash_with_another_collector(self, registry: CollectorRegistry) -> None:
         """Another collector already reporting these names is refused by the registry."""
         registry.register(prometheus.PoolCollector())
-        with tunnypy.Pool.from_func(1, run) as pool, pytest.raises(ValueError):
+        with tunnypy.Pool.from_func(1, run, latency=True) as pool, pytest.raises(ValueError):
             prometheus.register(pool, name="api", registry=registry)
 
 
@@ -216,7 +216,7 @@ class TestCustomBuckets:
         """The histograms use the given bounds, then +Inf."""
         collector = prometheus.PoolCollector(buckets=[0.001, 1])
         registry.register(collector)
-        with tunnypy.Pool.from_func(1, run) as pool:
+        with tunnypy.Pool.from_func(1, run, latency=True) as pool:
             collector.add(pool, "mine")
             pool.process(1)
             family = scrape(registry)["tunnypy_pool_run_seconds"]

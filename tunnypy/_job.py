@@ -26,7 +26,6 @@ from contextvars import Context
 from typing import Any, Protocol
 
 from . import _waker
-from ._histogram import clock
 from ._waker import FdWaker, LockWaker, Waker
 from ._worker import Worker
 
@@ -104,9 +103,10 @@ class Job:
         self.future = future
         self.gate = _thread.allocate_lock()
         self.state = WAITING
-        # When the call joined, in ns of ``clock``: its wait ends as a worker
+        # When the call joined, in ns of _histogram.clock, stamped only by a
+        # pool that times its jobs (Line.latency): its wait ends as a worker
         # starts it (see WorkerThread._run).
-        self.joined = clock()
+        self.joined = 0
         self.result: Any = None
         self.error: BaseException | None = None
         self.runner: Runner | None = None
@@ -131,7 +131,6 @@ class Job:
         self.context = context
         self.state = WAITING
         self.nested = None
-        self.joined = clock()
 
     def own_waker(self) -> LockWaker:
         """

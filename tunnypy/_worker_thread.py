@@ -116,6 +116,8 @@ class WorkerThread:
             take_or_park = line.take_or_park
             deliver = self._deliver
             await_job = self._await_job
+            # Decided once: a pool without ``latency`` reads no clock per job.
+            timing = line.latency
             timings = self.timings
             now = clock
             run_base = RUN - 12  # bucket_index()'s offset, plus where the run histogram starts
@@ -148,23 +150,25 @@ class WorkerThread:
                         ok = False
                         outcome = None
                         if not job.withdrawn:  # else its caller gave up before it started
-                            started = now()
+                            if timing:
+                                started = now()
                             try:
                                 outcome = job.context.run(process, job.payload)
                                 ok = True
                             except BaseException as exc:  # delivered, as ThreadPoolExecutor does
                                 outcome = exc
-                            # Counted before delivery, so a caller that has its
-                            # outcome finds it counted. _histogram.bucket_index()
-                            # twice, inlined (docs/performance.md, "Latency").
-                            ran = now() - started
-                            waited = started - job.joined
-                            if timings is None:
-                                timings = self.timings = new_timings()
-                            b = (waited | 7).bit_length()
-                            timings[(b << 2) + (waited >> (b - 3)) - 12] += 1
-                            b = (ran | 7).bit_length()
-                            timings[(b << 2) + (ran >> (b - 3)) + run_base] += 1
+                            if timing:
+                                # Counted before delivery, so a caller that has its
+                                # outcome finds it counted. _histogram.bucket_index()
+                                # twice, inlined (docs/performance.md, "Latency").
+                                ran = now() - started
+                                waited = started - job.joined
+                                if timings is None:
+                                    timings = self.timings = new_timings()
+                                b = (waited | 7).bit_length()
+                                timings[(b << 2) + (waited >> (b - 3)) - 12] += 1
+                                b = (ran | 7).bit_length()
+                                timings[(b << 2) + (ran >> (b - 3)) + run_base] += 1
                         if offers_before_delivering:
                             if job.future is not None:
                                 # set_result() runs the caller's done-callbacks:

@@ -6,7 +6,7 @@ Prometheus metrics for tunnypy pools, for ``prometheus-client`` (the ``prometheu
     from prometheus_client import REGISTRY, start_http_server
     from tunnypy.contrib import prometheus
 
-    pool = tunnypy.Pool.from_func(4, handle)
+    pool = tunnypy.Pool.from_func(4, handle, latency=True)
     prometheus.register(pool, name="api")
     start_http_server(8000)
 
@@ -22,9 +22,10 @@ Metrics, each with the label ``pool``:
   (the fields of :class:`tunnypy.PoolStats` of the same names);
 - the counter ``tunnypy_pool_calls_total``, labelled ``outcome``
   (``completed``, ``failed``, ``timed_out``, ``cancelled``, ``rejected``);
-- the histograms ``tunnypy_pool_wait_seconds`` and
-  ``tunnypy_pool_run_seconds`` (:attr:`tunnypy.PoolStats.wait` and
-  :attr:`~tunnypy.PoolStats.run`). Their ``_sum`` and ``_count`` are exact.
+- for a pool made with ``latency=True`` only, the histograms
+  ``tunnypy_pool_wait_seconds`` and ``tunnypy_pool_run_seconds``
+  (:attr:`tunnypy.PoolStats.wait` and :attr:`~tunnypy.PoolStats.run`);
+  a pool without it has no samples in them. Their ``_sum`` and ``_count`` are exact.
   Each bucket counts the jobs whose internal bucket (four per power of two)
   lies wholly at or below its bound (see
   :meth:`tunnypy.LatencySummary.count_at_most`): a time less than 20% below a
@@ -88,6 +89,11 @@ _OUTCOMES = ("completed", "failed", "timed_out", "cancelled", "rejected")
 class StatsSource(Protocol):
     """What can be registered: a :class:`tunnypy.Pool` or a :class:`tunnypy.Executor`."""
 
+    @property
+    def latency(self) -> bool:
+        """Whether the pool times its jobs: only then are its histograms reported."""
+        ...
+
     def stats(self) -> PoolStats:
         """A snapshot of the pool's sizes, counters and latencies."""
         ...
@@ -136,7 +142,7 @@ class PoolCollector:
 
         Raises:
             TypeError: *name* is not a string, or *pool* has no ``stats()``
-                or cannot be referenced weakly.
+                or bool ``latency``, or cannot be referenced weakly.
             ValueError: *name* is empty, or already names a pool still alive
                 in this collector.
         """
@@ -146,7 +152,9 @@ class PoolCollector:
         if not name:
             msg = "name must be a non-empty str (got '')"
             raise ValueError(msg)
-        if not callable(getattr(pool, "stats", None)):
+        if not callable(getattr(pool, "stats", None)) or not isinstance(
+            getattr(pool, "latency", None), bool
+        ):
             msg = f"pool must be a tunnypy Pool or Executor (got {type(pool).__name__})"
             raise TypeError(msg)
         ref = weakref.ref(pool)
@@ -193,14 +201,16 @@ class PoolCollector:
                         del self._pools[name]
                 continue
             stats = pool.stats()
+            timed = pool.latency
             del pool
             labels = [name]
             for (field, _), family in zip(_GAUGES, gauges, strict=True):
                 family.add_metric(labels, getattr(stats, field))
             for outcome in _OUTCOMES:
                 calls.add_metric([name, outcome], getattr(stats, outcome))
-            wait.add_metric(labels, self._buckets(stats.wait), stats.wait.total)
-            run.add_metric(labels, self._buckets(stats.run), stats.run.total)
+            if timed:  # an untimed pool's empty histograms would read as no calls
+                wait.add_metric(labels, self._buckets(stats.wait), stats.wait.total)
+                run.add_metric(labels, self._buckets(stats.run), stats.run.total)
         yield from gauges
         yield calls
         yield wait
