@@ -53,11 +53,12 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counting]:
 
 
 def every_kind_of_call(pool: tunnypy.Pool[Any, Any]) -> int:
-    """Calls by process (first and reused job), process_timed, submit, aprocess and a failure."""
+    """Calls by process (new and reused job), process_timed, process_ctx, submit, aprocess."""
     assert pool.process(1) == 1
     assert pool.process(2) == 2
     assert pool.process_timed(3, WAIT) == 3
     assert pool.submit(4).result(WAIT) == 4
+    assert pool.process_ctx(4, tunnypy.CancelToken()) == 4
     with pytest.raises(ValueError, match="boom"):
         pool.process(ValueError("boom"))
 
@@ -65,7 +66,7 @@ def every_kind_of_call(pool: tunnypy.Pool[Any, Any]) -> int:
         return await pool.aprocess(5)
 
     assert asyncio.run(main()) == 5
-    return 6
+    return 7
 
 
 class TestOffByDefault:

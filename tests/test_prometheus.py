@@ -128,7 +128,10 @@ class TestScrape:
 
     def test_two_pools_two_labels(self, registry: CollectorRegistry) -> None:
         """Pools registered with one registry share its families, one label each."""
-        with tunnypy.Pool.from_func(2, run, latency=True) as a, tunnypy.Executor(3, latency=True) as b:
+        with (
+            tunnypy.Pool.from_func(2, run, latency=True) as a,
+            tunnypy.Executor(3, latency=True) as b,
+        ):
             first = prometheus.register(a, name="a", registry=registry)
             assert prometheus.register(b, name="b", registry=registry) is first
             a.process(1)
@@ -142,7 +145,10 @@ class TestScrape:
 
     def test_name_taken(self, registry: CollectorRegistry) -> None:
         """A second pool under a name in use is refused, and the first stays."""
-        with tunnypy.Pool.from_func(1, run, latency=True) as a, tunnypy.Pool.from_func(2, run, latency=True) as b:
+        with (
+            tunnypy.Pool.from_func(1, run, latency=True) as a,
+            tunnypy.Pool.from_func(2, run, latency=True) as b,
+        ):
             prometheus.register(a, name="api", registry=registry)
             with pytest.raises(ValueError, match=r"^name 'api' already names a registered pool$"):
                 prometheus.register(b, name="api", registry=registry)
@@ -189,7 +195,10 @@ class TestLifetime:
 
     def test_unregister(self, registry: CollectorRegistry) -> None:
         """Unregistering the last pool removes every tunnypy metric; twice is refused."""
-        with tunnypy.Pool.from_func(1, run, latency=True) as a, tunnypy.Pool.from_func(1, run, latency=True) as b:
+        with (
+            tunnypy.Pool.from_func(1, run, latency=True) as a,
+            tunnypy.Pool.from_func(1, run, latency=True) as b,
+        ):
             prometheus.register(a, name="a", registry=registry)
             prometheus.register(b, name="b", registry=registry)
             prometheus.unregister(a, registry=registry)

@@ -1,10 +1,11 @@
 """
 Latency histograms: a fixed log-bucketed layout, recorded without a lock.
 
-Each worker thread counts the wait and run time of every job it runs in a
-flat list of its own (``new_timings``), written only by that thread (the
-worker loop inlines ``bucket_index``), and ``Pool.stats()`` adds those lists
-up on read (``merged``) and summarises them (``summarize``). Times are whole
+In a pool made with ``latency=True`` (``Line.latency``), each worker thread
+counts the wait and run time of every job it runs in a flat list of its own
+(``new_timings``), written only by that thread (the worker loop inlines
+``bucket_index``), and ``Pool.stats()`` adds those lists up on read
+(``merged``) and summarises them (``summarize``). Times are whole
 nanoseconds of ``clock``.
 
 Buckets: four per power of two. A time *n* falls in the bucket of its top
@@ -83,7 +84,8 @@ class LatencySummary:
     ``count`` is exact. The others are estimates from a histogram with four
     buckets per power of two, each within 12.5% of the exact figure for the
     same times: the sum, the maximum, and the nearest-rank percentiles (never
-    above :attr:`max`). All are 0 while ``count`` is 0.
+    above :attr:`max`). All are 0 while ``count`` is 0, as they stay for a
+    pool made without ``latency=True``, which times nothing.
     """
 
     count: int

@@ -618,7 +618,8 @@ class Pool(Generic[P, R]):
             A :class:`PoolStats`: sizes and counters read together under the
             pool's lock, then :attr:`PoolStats.wait` and :attr:`PoolStats.run`
             (:class:`LatencySummary` values) added up from the workers' own
-            records, without it.
+            records, without it; those two are empty unless the pool was
+            made with ``latency=True``.
         """
         return self._lifecycle.stats()
 

@@ -91,7 +91,7 @@ class StatsSource(Protocol):
 
     @property
     def latency(self) -> bool:
-        """Whether the pool times its jobs: only then are its histograms reported."""
+        """Whether the pool times its jobs; only then are its histograms reported."""
         ...
 
     def stats(self) -> PoolStats:
