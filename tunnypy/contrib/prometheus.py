@@ -25,7 +25,8 @@ Metrics, each with the label ``pool``:
 - for a pool made with ``latency=True`` only, the histograms
   ``tunnypy_pool_wait_seconds`` and ``tunnypy_pool_run_seconds``
   (:attr:`tunnypy.PoolStats.wait` and :attr:`~tunnypy.PoolStats.run`);
-  a pool without it has no samples in them. Their ``_sum`` and ``_count`` are exact.
+  a pool without it has no samples in them. Their ``_count`` is exact and
+  their ``_sum`` is :attr:`tunnypy.LatencySummary.total`, within 12.5%.
   Each bucket counts the jobs whose internal bucket (four per power of two)
   lies wholly at or below its bound (see
   :meth:`tunnypy.LatencySummary.count_at_most`): a time less than 20% below a
