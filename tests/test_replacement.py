@@ -174,6 +174,32 @@ class TestFactoryFailsWhileReplacing:
         assert [r.getMessage() for r in recovered] == ["worker_factory_recovered failures=3"]
         assert recovered[0].levelno == logging.INFO
 
+    @pytest.mark.parametrize("how", ["SystemExit", "no worker"])
+    def test_a_factory_exiting_or_returning_no_worker_counts_as_failing(
+        self, backoff: Callable[[float, float], None], how: str
+    ) -> None:
+        """SystemExit from the factory, or an object without process(), is a failure retried."""
+        backoff(0.01, 0.01)
+        calls: list[int] = []
+        made: list[RecordingWorker] = []
+
+        def factory() -> Any:
+            calls.append(1)
+            if len(calls) == 2:
+                if how == "SystemExit":
+                    raise SystemExit(3)
+                return object()
+            made.append(RecordingWorker())
+            return made[-1]
+
+        with tunnypy.Pool(1, factory) as pool:
+            fail_next_worker(pool)
+            assert pool.process_timed("first", WAIT) == "first"
+            wait_for(lambda: replaced(pool, 1), "the replacement")
+            assert pool.stats().factory_failures == 1
+            assert len(calls) == 3
+            assert pool.process_timed("after", WAIT) == "after"
+
     def test_close_during_a_backoff_returns_promptly_and_leaves_no_thread(
         self, backoff: Callable[[float, float], None]
     ) -> None:

@@ -556,14 +556,15 @@ class Lifecycle:
             with line.lock:
                 if line.closed or line.active >= self.size:
                     return True  # a growth, shrink or close() came first
+            # SystemExit too: on this thread it would only end the replacing.
             try:
                 worker = self.factory()
-            except Exception as exc:
+            except BaseException as exc:
                 self._factory_failed(exc)
                 return False
             try:
                 check_worker(worker)
-            except Exception as exc:
+            except BaseException as exc:
                 _terminate_quietly(worker, -1)
                 self._factory_failed(exc)
                 return False
@@ -601,7 +602,7 @@ class Lifecycle:
         log.info("worker_replaced", worker=gone.index, by=worker_thread.index)
         return True
 
-    def _factory_failed(self, exc: Exception) -> None:
+    def _factory_failed(self, exc: BaseException) -> None:
         described = _describe(exc)
         with self.line.lock:
             self.factory_failures += 1
