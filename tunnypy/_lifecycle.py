@@ -117,11 +117,11 @@ class Lifecycle:
         # Replacing failed workers (see _replace): the workers that left
         # because they failed, not yet replaced; the threads replacing one,
         # with what wakes them from a backoff; the replacements that have
-        # not failed yet; the backoff's next delay; since when the pool has
+        # not left yet, with when each was listed; the backoff's next delay; since when the pool has
         # had no worker; the failures in a row of the factory; the last failure.
         self.failed_out: set[WorkerThread] = set()
         self.replacing: dict[WorkerThread, LockWaker] = {}
-        self.recruits: set[WorkerThread] = set()
+        self.recruits: dict[WorkerThread, float] = {}
         self.delay = 0.0
         self.down_since: float | None = None
         self.factory_streak = 0
@@ -463,11 +463,10 @@ class Lifecycle:
         with self.line.lock:
             failed = worker_thread in self.failed_out
             self.failed_out.discard(worker_thread)
-            recruit = worker_thread in self.recruits
-            self.recruits.discard(worker_thread)
+            recruited = self.recruits.pop(worker_thread, None)
         if failed:
             try:
-                self._replace(worker_thread, recruit)
+                self._replace(worker_thread, recruited)
             except BaseException:  # it must not keep this worker listed
                 try:  # noqa: SIM105 - the except says why
                     log.exception("replacement_failed", worker=worker_thread.index)
@@ -492,15 +491,16 @@ class Lifecycle:
 
     # -- replacement ---------------------------------------------------------
 
-    def _replace(self, gone: WorkerThread, recruit: bool) -> None:
+    def _replace(self, gone: WorkerThread, recruited: float | None) -> None:
         """
         On the thread of *gone*, which its failure retired: start a fresh worker in its place.
 
         It runs after ``terminate()`` and before *gone* leaves ``workers``, so
         ``close(wait=True)`` and interpreter exit wait for it, and ``close()``
         and ``set_size()`` wake it from a backoff. The first try is at once,
-        unless *gone* was itself a replacement that failed before serving a
-        call: then the backoff goes on. A replacement is made only while the
+        unless *gone* was itself a replacement (listed at *recruited*) that
+        failed before serving a call, while callers waited or within the
+        backoff's cap: then the backoff goes on. A replacement is made only while the
         pool is open and below its target, checked under the lock as it is
         listed, so a shrink or close() meanwhile wins. See docs/design.md,
         "Workers that come back".
@@ -508,8 +508,13 @@ class Lifecycle:
         line = self.line
         waker = LockWaker()
         with line.lock:
-            if recruit and not (gone.completed or gone.failed):
-                # The last replacement failed too: the backoff goes on.
+            if (
+                recruited is not None
+                and not (gone.completed or gone.failed)
+                and (line.waiting or _monotonic() - recruited < _BACKOFF_CAP)
+            ):
+                # The last replacement failed too: the backoff goes on. (One
+                # that idled for long with no one waiting begins a new streak.)
                 self.delay = min(max(self.delay * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
             else:
                 self.delay = 0.0
@@ -575,7 +580,7 @@ class Lifecycle:
                     self.next_index += 1
                     self.workers[worker_thread] = None
                     line.active += 1
-                    self.recruits.add(worker_thread)
+                    self.recruits[worker_thread] = _monotonic()
                     self.replaced += 1
                     line.stalled = None
                 streak = self.factory_streak
@@ -591,7 +596,7 @@ class Lifecycle:
                 # Out of threads: unlisted, terminated, and tried again later.
                 with line.lock:
                     del self.workers[worker_thread]
-                    self.recruits.discard(worker_thread)
+                    self.recruits.pop(worker_thread, None)
                     line.active -= 1
                     self.replaced -= 1
                 _terminate_quietly(worker, worker_thread.index)
