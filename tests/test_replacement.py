@@ -12,7 +12,7 @@ import pytest
 
 import tunnypy
 from tests.helpers import WAIT, Call, RecordingWorker, wait_for
-from tests.test_faults import fail_parking
+from tests.test_faults import fail_parking, worker_thread_starts_fail_at
 from tunnypy import _lifecycle
 from tunnypy._line import Line, Taker
 
@@ -198,6 +198,23 @@ class TestFactoryFailsWhileReplacing:
             wait_for(lambda: replaced(pool, 1), "the replacement")
             assert pool.stats().factory_failures == 1
             assert len(calls) == 3
+            assert pool.process_timed("after", WAIT) == "after"
+
+    def test_a_thread_that_will_not_start_is_tried_again(
+        self, backoff: Callable[[float, float], None], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Its worker is terminated and unlisted, and the next try replaces it."""
+        backoff(0.01, 0.01)
+        factory = Factory()
+        with tunnypy.Pool(1, factory) as pool:
+            fail_next_worker(pool)
+            worker_thread_starts_fail_at(monkeypatch, 1, lambda: None)
+            assert pool.process_timed("first", WAIT) == "first"
+            wait_for(lambda: replaced(pool, 1), "the replacement")
+            monkeypatch.undo()
+            assert [w.terminated for w in factory.made] == [1, 1, 0]
+            stats = pool.stats()
+            assert (stats.replaced, stats.factory_failures, stats.workers) == (1, 0, 1)
             assert pool.process_timed("after", WAIT) == "after"
 
     def test_close_during_a_backoff_returns_promptly_and_leaves_no_thread(

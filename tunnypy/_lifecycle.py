@@ -500,10 +500,10 @@ class Lifecycle:
         and ``set_size()`` wake it from a backoff. The first try is at once,
         unless *gone* was itself a replacement (listed at *recruited*) that
         failed before serving a call, while callers waited or within the
-        backoff's cap: then the backoff goes on. A replacement is made only while the
-        pool is open and below its target, checked under the lock as it is
-        listed, so a shrink or close() meanwhile wins. See docs/design.md,
-        "Workers that come back".
+        backoff's cap: then the backoff goes on. A replacement is made only
+        while the pool is open and below its target, checked under the lock
+        as it is listed, so a shrink or close() meanwhile wins. See
+        docs/design.md, "Workers that come back".
         """
         line = self.line
         waker = LockWaker()
@@ -597,7 +597,8 @@ class Lifecycle:
                 with line.lock:
                     del self.workers[worker_thread]
                     self.recruits.pop(worker_thread, None)
-                    line.active -= 1
+                    if not worker_thread.retiring:  # else close() has counted it
+                        line.active -= 1
                     self.replaced -= 1
                 _terminate_quietly(worker, worker_thread.index)
                 log.exception("worker_start_failed", worker=worker_thread.index)
