@@ -13,6 +13,7 @@ import pytest
 import tunnypy
 from tests.helpers import WAIT, Call, RecordingWorker, wait_for
 from tests.test_faults import fail_parking, worker_thread_starts_fail_at
+from tests.test_subprocess import Child
 from tunnypy import _lifecycle
 from tunnypy._line import Line, Taker
 
@@ -236,6 +237,32 @@ class TestFactoryFailsWhileReplacing:
         stats = pool.stats()
         assert (stats.workers, stats.replaced, stats.factory_failures) == (0, 0, 1)
         assert not [t for t in threading.enumerate() if t.name.startswith("tunnypy-worker")]
+
+    def test_interpreter_exit_during_a_backoff_is_prompt(self) -> None:
+        """A program that never closes its pool exits at once while a replacement backs off 60 s."""
+        child = Child(
+            """
+            from tunnypy import _lifecycle
+            from tests.helpers import WAIT, wait_for
+            from tests.test_replacement import Factory, fail_next_worker
+            import tunnypy
+            _lifecycle._BACKOFF_FIRST = _lifecycle._BACKOFF_CAP = 60.0
+            factory = Factory(fail_from=2)
+            pool = tunnypy.Pool(1, factory)
+            fail_next_worker(pool)
+            print(pool.process_timed("served", WAIT), flush=True)
+            wait_for(lambda: pool.stats().factory_failures == 1, "a failed replacement")
+            print("backing off", flush=True)
+            """
+        )
+        try:
+            child.expect("served")
+            child.expect("backing off")
+            began = time.monotonic()
+            assert child.finish() == 0, child.stderr()
+            assert time.monotonic() - began < WAIT / 2
+        finally:
+            child.close()
 
     def test_a_shrink_during_a_backoff_ends_the_replacement(
         self, backoff: Callable[[float, float], None]
