@@ -56,7 +56,7 @@ class PoolStats:
     size: int
     """The target size: what ``set_size`` last asked for."""
     workers: int
-    """Worker threads alive, including retiring ones still finishing a job."""
+    """Worker threads alive, including retiring ones finishing a job or replacing themselves."""
     busy: int
     """Workers holding a job."""
     idle: int
