@@ -26,6 +26,7 @@ from .exceptions import (
     PoolBusyError,
     PoolClosedError,
     PoolDeadlockError,
+    PoolStalledError,
     TunnypyError,
     WorkerClosedError,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "PoolBusyError",
     "PoolClosedError",
     "PoolDeadlockError",
+    "PoolStalledError",
     "PoolStats",
     "SingleFlight",
     "SingleRunner",

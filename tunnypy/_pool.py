@@ -59,10 +59,17 @@ class Pool(Generic[P, R]):
             callable ``process()``, whose other methods may be missing.
         max_waiting: Refuse callers beyond this many in line with
             :class:`PoolBusyError` instead of queueing them; ``None`` for no limit.
+        stall_timeout: A worker that leaves because it failed is replaced from
+            the factory, retried with backoff while the factory fails. Once
+            the pool has had no worker for this many seconds meanwhile, the
+            calls in line fail, and new ones are refused, with
+            :class:`PoolStalledError` until a worker is back; ``None`` (or
+            ``float("inf")``) to wait for the replacement however long it takes.
 
     Raises:
         TypeError, ValueError: *size* or *max_waiting* is not a non-negative
-            int, or *worker_factory* is not callable.
+            int, *worker_factory* is not callable, or *stall_timeout* is not
+            a non-negative number.
         TypeError: The factory returned an object without a callable
             ``process()``, or with a ``block_until_ready``, ``interrupt`` or
             ``terminate`` that is not callable; the workers already made are
@@ -92,8 +99,9 @@ class Pool(Generic[P, R]):
         worker_factory: Callable[[], Worker[P, R]],
         *,
         max_waiting: int | None = None,
+        stall_timeout: float | None = None,
     ) -> None:
-        self._init(size, worker_factory, None, max_waiting)
+        self._init(size, worker_factory, None, max_waiting, stall_timeout)
 
     def _init(
         self,
@@ -101,6 +109,7 @@ class Pool(Generic[P, R]):
         worker_factory: Callable[[], Worker[Any, Any]],
         check: Callable[[object], None] | None,
         max_waiting: int | None,
+        stall_timeout: float | None,
     ) -> None:
         size = check_size(size)
         if not callable(worker_factory):
@@ -108,8 +117,12 @@ class Pool(Generic[P, R]):
             raise TypeError(msg)
         if max_waiting is not None:
             max_waiting = check_size(max_waiting, "max_waiting")
+        if stall_timeout is not None:
+            stall_timeout = check_timeout(stall_timeout, "stall_timeout")
+            if stall_timeout == _INF:
+                stall_timeout = None
         line = Line(check, max_waiting)
-        lifecycle = Lifecycle(worker_factory, line)
+        lifecycle = Lifecycle(worker_factory, line, stall_timeout)
         lifecycle.set_size(size, False, None)
         self._line = line
         self._lifecycle = lifecycle
@@ -118,7 +131,12 @@ class Pool(Generic[P, R]):
 
     @classmethod
     def from_func(
-        cls, size: int, fn: Callable[[P], R], *, max_waiting: int | None = None
+        cls,
+        size: int,
+        fn: Callable[[P], R],
+        *,
+        max_waiting: int | None = None,
+        stall_timeout: float | None = None,
     ) -> Pool[P, R]:
         """
         A pool whose every worker calls ``fn(payload)``.
@@ -132,12 +150,12 @@ class Pool(Generic[P, R]):
             msg = f"fn must be callable (got {type(fn).__name__})"
             raise TypeError(msg)
         pool: Pool[P, R] = cls.__new__(cls)
-        pool._init(size, lambda: FuncWorker(fn), None, max_waiting)
+        pool._init(size, lambda: FuncWorker(fn), None, max_waiting, stall_timeout)
         return pool
 
     @staticmethod
     def from_callback(
-        size: int, *, max_waiting: int | None = None
+        size: int, *, max_waiting: int | None = None, stall_timeout: float | None = None
     ) -> Pool[Callable[[], object], object]:
         """
         A pool whose payloads are zero-argument callables; each returns the result.
@@ -150,7 +168,7 @@ class Pool(Generic[P, R]):
                 :class:`Pool`.
         """
         pool: Pool[Callable[[], object], object] = Pool.__new__(Pool)
-        pool._init(size, CallbackWorker, _check_callable_payload, max_waiting)
+        pool._init(size, CallbackWorker, _check_callable_payload, max_waiting, stall_timeout)
         return pool
 
     # -- calls ----------------------------------------------------------------
@@ -173,6 +191,7 @@ class Pool(Generic[P, R]):
                 on this pool, directly or through the calls it waits for, so no
                 worker could ever serve it (also when a shrink leaves it so).
                 The message names the method called.
+            PoolStalledError: The pool had no worker for its ``stall_timeout``.
             KeyboardInterrupt: Ctrl-C while waiting; the job is withdrawn and
                 counted as cancelled.
         """
@@ -220,12 +239,12 @@ class Pool(Generic[P, R]):
                         # Not a worker thread (whose call dispatch() counts
                         # for the deadlock check), and a worker is free for it
                         # (dispatch()'s last case), or it waits its turn and
-                        # nothing refuses it: not closed, no max_waiting.
+                        # nothing refuses it: not closed, no max_waiting, not stalled.
                         (
                             on_way is not None
                             and len(idle) + (not on_way.retiring) > len(line.waiting)
                         )
-                        or (not line.closed and line.max_waiting is None)
+                        or (not line.closed and line.max_waiting is None and line.stalled is None)
                     ):
                         line_waker = job.lock_waker if line.several_cpus else waker
                         if line_waker is not None:  # else dispatch() makes it
@@ -476,6 +495,7 @@ class Pool(Generic[P, R]):
             PoolClosedError: The pool is closed. (A future still in line when
                 the pool closes fails with ``PoolClosedError``.)
             PoolBusyError: The line is full (``max_waiting``).
+            PoolStalledError: The pool had no worker for its ``stall_timeout``.
 
         Never :class:`PoolDeadlockError`: a future does not block its caller,
         so a job may always submit to its own pool (waiting on that future
