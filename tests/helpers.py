@@ -310,3 +310,9 @@ class GatedFactory:
 
     def terminated(self) -> list[int]:
         return [worker.terminated for worker in self.made]
+
+
+def replaced(pool: tunnypy.Pool[Any, Any], count: int) -> bool:
+    """Whether *count* failed workers have left and been replaced: the pool is at its size."""
+    stats = pool.stats()
+    return stats.replaced == count and stats.workers == stats.size

@@ -27,6 +27,7 @@ from .exceptions import (
     PoolBusyError,
     PoolClosedError,
     PoolDeadlockError,
+    PoolStalledError,
     TunnypyError,
     WorkerClosedError,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "PoolBusyError",
     "PoolClosedError",
     "PoolDeadlockError",
+    "PoolStalledError",
     "PoolStats",
     "SingleFlight",
     "SingleRunner",

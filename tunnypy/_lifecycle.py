@@ -25,18 +25,24 @@ import attrs
 
 from ._checks import deadline_in
 from ._histogram import EMPTY, RUN, WAIT, LatencySummary, merged, new_timings, summarize
-from ._job import REJECTED, RUNNING, WAITING, Job
+from ._job import DONE, REJECTED, RUNNING, WAITING, Job
 from ._line import Line, Taker
 from ._log import debug_enabled, log
 from ._waker import LockWaker, Waker, acquire_until
 from ._worker import Worker, check_worker
 from ._worker_thread import WorkerThread
-from .exceptions import PoolClosedError
+from .exceptions import PoolClosedError, PoolStalledError
 
 __all__ = ["Lifecycle", "PoolStats", "awaited_at_exit", "close_dropped_pool"]
 
 _monotonic = time.monotonic
 _TIMEOUT_MAX = threading.TIMEOUT_MAX
+
+# A failed worker's replacement is tried at once; while the factory fails,
+# again after _BACKOFF_FIRST seconds, doubling up to _BACKOFF_CAP, without
+# jitter (docs/design.md, "Workers that come back").
+_BACKOFF_FIRST = 0.05
+_BACKOFF_CAP = 5.0
 
 
 @attrs.frozen
@@ -55,7 +61,7 @@ class PoolStats:
     size: int
     """The target size, what ``set_size`` last asked for."""
     workers: int
-    """Worker threads alive, including retiring ones still finishing a job."""
+    """Worker threads alive, including retiring ones finishing a job or replacing themselves."""
     busy: int
     """Workers holding a job."""
     idle: int
@@ -75,7 +81,14 @@ class PoolStats:
     callers interrupted by Ctrl-C.
     """
     rejected: int
-    """Calls refused with ``PoolClosedError``, ``PoolBusyError`` or ``PoolDeadlockError``."""
+    """
+    Calls refused with ``PoolClosedError``, ``PoolBusyError``,
+    ``PoolDeadlockError`` or ``PoolStalledError``.
+    """
+    replaced: int = 0
+    """Workers started in place of workers that left because they failed."""
+    factory_failures: int = 0
+    """Calls of the worker factory that raised (or returned no worker) while replacing."""
     wait: LatencySummary = EMPTY
     """
     How long jobs waited, from the call joining the line until a worker
@@ -94,9 +107,15 @@ class PoolStats:
 class Lifecycle:
     """The workers of one pool: how many, growing, retiring, closing (private)."""
 
-    def __init__(self, factory: Callable[[], Worker[Any, Any]], line: Line) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], Worker[Any, Any]],
+        line: Line,
+        stall_timeout: float | None = None,
+    ) -> None:
         self.factory = factory
         self.line = line
+        self.stall_timeout = stall_timeout
         self.resize_lock = threading.Lock()
         self.workers: dict[WorkerThread, None] = {}
         self.size = 0
@@ -117,6 +136,20 @@ class Lifecycle:
         # The wait and run times recorded by workers that have left
         # (_histogram.py); those of workers still listed are on each worker.
         self.retired_timings = new_timings()
+        # Replacing failed workers (see _replace): the workers that left
+        # because they failed, not yet replaced; the threads replacing one,
+        # with what wakes them from a backoff; the replacements that have
+        # not left yet, with when each was listed; the backoff's next delay; since when the pool has
+        # had no worker; the failures in a row of the factory; the last failure.
+        self.failed_out: set[WorkerThread] = set()
+        self.replacing: dict[WorkerThread, LockWaker] = {}
+        self.recruits: dict[WorkerThread, float] = {}
+        self.delay = 0.0
+        self.down_since: float | None = None
+        self.factory_streak = 0
+        self.last_failure = "none"
+        self.replaced = 0
+        self.factory_failures = 0
 
     # -- resize -------------------------------------------------------------
 
@@ -133,6 +166,9 @@ class Lifecycle:
             ticket = self.resizes
             self.targets.append((ticket, size))
             current = self.line.active
+            backoffs = list(self.replacing.values())
+        for waker in backoffs:  # to see the new target at once
+            waker.wake()
         if size < current:
             self._shrink()
         if size > current:
@@ -153,7 +189,8 @@ class Lifecycle:
             # Wait for every retiring worker, including those retired by an
             # earlier call, so that the pool really is at *size* afterwards.
             with self.line.lock:
-                retirees = [w for w in self.workers if w.retiring]
+                # Not a thread replacing a failed worker: it may back off for long.
+                retirees = [w for w in self.workers if w.retiring and w not in self.replacing]
             if any(worker_thread.thread.ident is None for worker_thread in retirees):
                 # Retired while a growth in another thread was starting it:
                 # let that growth start it first (see close()).
@@ -225,6 +262,9 @@ class Lifecycle:
                     self.workers[worker_thread] = None
                     self.line.active += 1
                     worker_threads.append(worker_thread)
+                if worker_threads:  # a worker is back (see _replace)
+                    self.line.stalled = None
+                    self.down_since = None
             while len(made) > len(worker_threads):  # those the target no longer wants
                 # Off the list only once terminated: Ctrl-C lands at a call,
                 # and the undo below terminates what is still listed.
@@ -381,6 +421,7 @@ class Lifecycle:
         ending: Job | None = None  # fails with *error*, delivered like any failed job
         keep: Job | None = None
         failure = error or RuntimeError("a worker failed; this job may or may not have run")
+        described = _describe(failure) if leaving else ""
         with self.line.lock:
             idle = self.line.idle
             if worker_thread in idle:
@@ -409,8 +450,11 @@ class Lifecycle:
                     self.line.waiting.appendleft(held)
             if leaving:
                 if not worker_thread.retiring:
+                    # Its failure retires it: it is replaced as it leaves (see _replace).
                     worker_thread.retiring = True
                     self.line.active -= 1
+                    self.failed_out.add(worker_thread)
+                    self.last_failure = described
                 # Also when it was retiring already: a call it held may be
                 # back in line, waited on by active workers.
                 stranded = self.line.unstrand_locked()
@@ -438,6 +482,18 @@ class Lifecycle:
         if following is not None:
             following.waker.wake()  # pass the shrink's wake along the chain
         _terminate_quietly(worker_thread.worker, worker_thread.index)
+        with self.line.lock:
+            failed = worker_thread in self.failed_out
+            self.failed_out.discard(worker_thread)
+            recruited = self.recruits.pop(worker_thread, None)
+        if failed:
+            try:
+                self._replace(worker_thread, recruited)
+            except BaseException:  # it must not keep this worker listed
+                try:  # noqa: SIM105 - the except says why
+                    log.exception("replacement_failed", worker=worker_thread.index)
+                except BaseException:
+                    pass  # a broken logging setup, as in WorkerThread._recover
         if debug_enabled():
             try:  # noqa: SIM105 - the except says why
                 log.debug("worker_stopped", worker=worker_thread.index)
@@ -457,6 +513,155 @@ class Lifecycle:
             for waker in watchers:
                 waker.wake()
 
+    # -- replacement ---------------------------------------------------------
+
+    def _replace(self, gone: WorkerThread, recruited: float | None) -> None:
+        """
+        On the thread of *gone*, which its failure retired: start a fresh worker in its place.
+
+        It runs after ``terminate()`` and before *gone* leaves ``workers``, so
+        ``close(wait=True)`` and interpreter exit wait for it, and ``close()``
+        and ``set_size()`` wake it from a backoff. The first try is at once,
+        unless *gone* was itself a replacement (listed at *recruited*) that
+        failed before serving a call, while callers waited or within the
+        backoff's cap: then the backoff goes on. A replacement is made only
+        while the pool is open and below its target, checked under the lock
+        as it is listed, so a shrink or close() meanwhile wins. See
+        docs/design.md, "Workers that come back".
+        """
+        line = self.line
+        waker = LockWaker()
+        with line.lock:
+            if (
+                recruited is not None
+                and not (gone.completed or gone.failed)
+                and (line.waiting or _monotonic() - recruited < _BACKOFF_CAP)
+            ):
+                # The last replacement failed too: the backoff goes on. (One
+                # that idled for long with no one waiting begins a new streak.)
+                self.delay = min(max(self.delay * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
+            else:
+                self.delay = 0.0
+                self.down_since = None
+            retry_at = _monotonic() + self.delay
+            self.replacing[gone] = waker
+        try:
+            while True:
+                stalled: list[Job] = []
+                reason = ""
+                with line.lock:
+                    if line.closed or line.active >= self.size:
+                        if not line.closed:
+                            line.stalled = None  # no worker is wanted
+                        return
+                    now = _monotonic()
+                    wake_at = retry_at
+                    if self.stall_timeout is not None and line.active == 0:
+                        if self.down_since is None:
+                            self.down_since = now
+                        stall_at = self.down_since + self.stall_timeout
+                        if now >= stall_at:
+                            if line.stalled is None:
+                                stalled = self._stall_locked()
+                                reason = line.stalled or ""
+                        else:
+                            wake_at = min(wake_at, stall_at)
+                _tell_stalled(stalled, reason)
+                if now < wake_at:
+                    waker.wait(wake_at - now)  # close() and set_size() cut it short
+                    continue
+                if self._replace_once(gone):
+                    return
+                retry_at = _monotonic() + self.delay
+        finally:
+            with line.lock:
+                del self.replacing[gone]
+
+    def _replace_once(self, gone: WorkerThread) -> bool:
+        """One try: call the factory and start the worker; ``False`` if the factory failed."""
+        line = self.line
+        # Factory calls are made one at a time, as a growth makes them.
+        with self.resize_lock:
+            with line.lock:
+                if line.closed or line.active >= self.size:
+                    return True  # a growth, shrink or close() came first
+            # SystemExit too: on this thread it would only end the replacing.
+            try:
+                worker = self.factory()
+            except BaseException as exc:
+                self._factory_failed(exc)
+                return False
+            try:
+                check_worker(worker)
+            except BaseException as exc:
+                _terminate_quietly(worker, -1)
+                self._factory_failed(exc)
+                return False
+            with line.lock:
+                wanted = not line.closed and line.active < self.size
+                if wanted:
+                    worker_thread = WorkerThread(line, self, worker, self.next_index)
+                    self.next_index += 1
+                    self.workers[worker_thread] = None
+                    line.active += 1
+                    self.recruits[worker_thread] = _monotonic()
+                    self.replaced += 1
+                    line.stalled = None
+                streak = self.factory_streak
+                self.factory_streak = 0
+            if streak:
+                log.info("worker_factory_recovered", failures=streak)
+            if not wanted:
+                _terminate_quietly(worker, -1)
+                return True
+            try:
+                worker_thread.thread.start()
+            except Exception:
+                # Out of threads: unlisted, terminated, and tried again later.
+                with line.lock:
+                    del self.workers[worker_thread]
+                    self.recruits.pop(worker_thread, None)
+                    if not worker_thread.retiring:  # else close() has counted it
+                        line.active -= 1
+                    self.replaced -= 1
+                _terminate_quietly(worker, worker_thread.index)
+                log.exception("worker_start_failed", worker=worker_thread.index)
+                with line.lock:
+                    self.delay = min(max(self.delay * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
+                return False
+        log.info("worker_replaced", worker=gone.index, by=worker_thread.index)
+        return True
+
+    def _factory_failed(self, exc: BaseException) -> None:
+        described = _describe(exc)
+        with self.line.lock:
+            self.factory_failures += 1
+            self.factory_streak += 1
+            first = self.factory_streak == 1
+            self.delay = min(max(self.delay * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
+            self.last_failure = f"the worker factory raised {described}"
+            delay = self.delay
+        if first:  # once per streak; worker_factory_recovered ends it
+            log.warning("worker_factory_failing", error=described, retry_in=delay)
+
+    def _stall_locked(self) -> list[Job]:
+        """Under the lock: mark the pool stalled and take every call out of line, refused."""
+        line = self.line
+        line.stalled = (
+            f"pool has had no worker for {self.stall_timeout:g} s (stall_timeout) "
+            f"while replacing failed workers; last failure: {self.last_failure}"
+        )
+        stalled = list(line.waiting)
+        line.waiting.clear()
+        for job in stalled:
+            line.rejected += 1
+            if job.future is None:
+                job.error = PoolStalledError(line.stalled)
+                job.state = DONE
+            else:
+                job.state = REJECTED  # told out of the lock: callbacks may run
+        return stalled
+
     # -- close --------------------------------------------------------------
 
     def close(self, wait: bool, timeout: float | None, reason: str = "pool is closed") -> bool:
@@ -464,6 +669,7 @@ class Lifecycle:
         first = False
         leader: Taker | None = None
         refused: list[Job] = []
+        backoffs: list[LockWaker] = []
         error: BaseException | None = None
         try:
             with self.line.lock:
@@ -483,6 +689,7 @@ class Lifecycle:
                         del to_wake[-1]
                     refused = self.refused
                     self.refused = []
+                    backoffs = list(self.replacing.values())
                 everyone = list(self.workers)
         finally:
             # Wake the parked workers as a chain (docs/design.md, "Close"),
@@ -492,6 +699,8 @@ class Lifecycle:
             told = False
             while not told:
                 try:
+                    for waker in backoffs:  # a replacement backing off ends now
+                        waker.wake()
                     if leader is not None:
                         leader.waker.wake()
                     for job in refused:
@@ -575,9 +784,34 @@ class Lifecycle:
                 timed_out=self.line.timed_out,
                 cancelled=self.line.cancelled,
                 rejected=self.line.rejected,
+                replaced=self.replaced,
+                factory_failures=self.factory_failures,
             )
         total = merged(timings)
         return attrs.evolve(stats, wait=summarize(total, WAIT), run=summarize(total, RUN))
+
+
+def _describe(error: BaseException) -> str:
+    """``Type: message`` of *error*, for a log line or an error message; never raises."""
+    try:
+        return f"{type(error).__name__}: {error}"
+    except Exception:
+        return f"{type(error).__name__} (str() failed)"
+
+
+def _tell_stalled(stalled: list[Job], reason: str) -> None:
+    """Wake the calls a stall took out of line; fail their futures."""
+    for job in stalled:
+        future = job.future
+        if future is None:
+            job.waker.wake()  # type: ignore[union-attr]
+            continue
+        try:
+            if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
+                job.let_go()
+                future.set_exception(PoolStalledError(reason))
+        except BaseException:  # a done-callback's SystemExit: as in WorkerThread._deliver
+            log.exception("callback_failed", worker=-1)
 
 
 def _terminate_quietly(worker: Worker[Any, Any], index: int) -> None:
@@ -768,6 +1002,9 @@ def _after_fork_in_child() -> None:
         lifecycle.workers.clear()
         lifecycle.to_wake.clear()
         lifecycle.refused.clear()
+        lifecycle.failed_out.clear()
+        lifecycle.replacing.clear()
+        lifecycle.recruits.clear()
         lifecycle.line.lock = _thread.allocate_lock()
         lifecycle.resize_lock = threading.Lock()
 

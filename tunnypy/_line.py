@@ -36,6 +36,7 @@ from .exceptions import (
     PoolBusyError,
     PoolClosedError,
     PoolDeadlockError,
+    PoolStalledError,
     TunnypyError,
 )
 
@@ -78,6 +79,9 @@ class Line:
         self.active = 0
         self.closed = False
         self.closed_reason = "pool is closed"
+        # Set while the pool, replacing failed workers, has had none for its
+        # stall_timeout: why calls are refused (docs/design.md, "Workers that come back").
+        self.stalled: str | None = None
         # Each worker whose thread waits in a call on this pool (a job calling
         # its own pool), with that call's job and name, from the moment the
         # call joins the line until it ends (docs/design.md, "Deadlock check").
@@ -158,6 +162,9 @@ class Line:
         if self.closed:
             self.rejected += 1
             raise PoolClosedError(self.closed_reason)
+        if self.stalled is not None:
+            self.rejected += 1
+            raise PoolStalledError(self.stalled)
         if not wait:
             self.rejected += 1
             raise PoolBusyError("no worker is free")

@@ -60,6 +60,12 @@ class Pool(Generic[P, R]):
             callable ``process()``, whose other methods may be missing.
         max_waiting: Refuse callers beyond this many in line with
             :class:`PoolBusyError` instead of queueing them; ``None`` for no limit.
+        stall_timeout: A worker that leaves because it failed is replaced from
+            the factory, retried with backoff while the factory fails. Once
+            the pool has had no worker for this many seconds meanwhile, the
+            calls in line fail, and new ones are refused, with
+            :class:`PoolStalledError` until a worker is back; ``None`` (or
+            ``float("inf")``) to wait for the replacement however long it takes.
         latency: Time every job, for :attr:`PoolStats.wait` and
             :attr:`PoolStats.run`. Off by default: then no clock is read for
             a call and both summaries stay empty (``count`` 0). On, it costs
@@ -68,7 +74,8 @@ class Pool(Generic[P, R]):
 
     Raises:
         TypeError, ValueError: *size* or *max_waiting* is not a non-negative
-            int, or *worker_factory* is not callable.
+            int, *worker_factory* is not callable, or *stall_timeout* is not
+            a non-negative number.
         TypeError: *latency* is not a bool.
         TypeError: The factory returned an object without a callable
             ``process()``, or with a ``block_until_ready``, ``interrupt`` or
@@ -99,9 +106,10 @@ class Pool(Generic[P, R]):
         worker_factory: Callable[[], Worker[P, R]],
         *,
         max_waiting: int | None = None,
+        stall_timeout: float | None = None,
         latency: bool = False,
     ) -> None:
-        self._init(size, worker_factory, None, max_waiting, latency)
+        self._init(size, worker_factory, None, max_waiting, stall_timeout, latency=latency)
 
     def _init(
         self,
@@ -109,6 +117,8 @@ class Pool(Generic[P, R]):
         worker_factory: Callable[[], Worker[Any, Any]],
         check: Callable[[object], None] | None,
         max_waiting: int | None,
+        stall_timeout: float | None,
+        *,
         latency: bool,
     ) -> None:
         size = check_size(size)
@@ -117,11 +127,15 @@ class Pool(Generic[P, R]):
             raise TypeError(msg)
         if max_waiting is not None:
             max_waiting = check_size(max_waiting, "max_waiting")
+        if stall_timeout is not None:
+            stall_timeout = check_timeout(stall_timeout, "stall_timeout")
+            if stall_timeout == _INF:
+                stall_timeout = None
         if not isinstance(latency, bool):
             msg = f"latency must be a bool (got {type(latency).__name__})"
             raise TypeError(msg)
         line = Line(check, max_waiting, latency)
-        lifecycle = Lifecycle(worker_factory, line)
+        lifecycle = Lifecycle(worker_factory, line, stall_timeout)
         lifecycle.set_size(size, False, None)
         self._line = line
         self._lifecycle = lifecycle
@@ -135,6 +149,7 @@ class Pool(Generic[P, R]):
         fn: Callable[[P], R],
         *,
         max_waiting: int | None = None,
+        stall_timeout: float | None = None,
         latency: bool = False,
     ) -> Pool[P, R]:
         """
@@ -142,19 +157,23 @@ class Pool(Generic[P, R]):
 
         Raises:
             TypeError: *fn* is not callable.
-            TypeError, ValueError: *size*, *max_waiting* or *latency* is
-                invalid, as for :class:`Pool`.
+            TypeError, ValueError: *size*, *max_waiting*, *stall_timeout* or
+                *latency* is invalid, as for :class:`Pool`.
         """
         if not callable(fn):
             msg = f"fn must be callable (got {type(fn).__name__})"
             raise TypeError(msg)
         pool: Pool[P, R] = cls.__new__(cls)
-        pool._init(size, lambda: FuncWorker(fn), None, max_waiting, latency)
+        pool._init(size, lambda: FuncWorker(fn), None, max_waiting, stall_timeout, latency=latency)
         return pool
 
     @staticmethod
     def from_callback(
-        size: int, *, max_waiting: int | None = None, latency: bool = False
+        size: int,
+        *,
+        max_waiting: int | None = None,
+        stall_timeout: float | None = None,
+        latency: bool = False,
     ) -> Pool[Callable[[], object], object]:
         """
         A pool whose payloads are zero-argument callables; each returns the result.
@@ -163,11 +182,18 @@ class Pool(Generic[P, R]):
         ``try_*`` raise ``TypeError`` in the caller, before anything is queued.
 
         Raises:
-            TypeError, ValueError: *size*, *max_waiting* or *latency* is
-                invalid, as for :class:`Pool`.
+            TypeError, ValueError: *size*, *max_waiting*, *stall_timeout* or
+                *latency* is invalid, as for :class:`Pool`.
         """
         pool: Pool[Callable[[], object], object] = Pool.__new__(Pool)
-        pool._init(size, CallbackWorker, _check_callable_payload, max_waiting, latency)
+        pool._init(
+            size,
+            CallbackWorker,
+            _check_callable_payload,
+            max_waiting,
+            stall_timeout,
+            latency=latency,
+        )
         return pool
 
     # -- calls ----------------------------------------------------------------
@@ -190,6 +216,7 @@ class Pool(Generic[P, R]):
                 on this pool, directly or through the calls it waits for, so no
                 worker could ever serve it (also when a shrink leaves it so).
                 The message names the method called.
+            PoolStalledError: The pool had no worker for its ``stall_timeout``.
             KeyboardInterrupt: Ctrl-C while waiting; the job is withdrawn and
                 counted as cancelled.
         """
@@ -239,12 +266,12 @@ class Pool(Generic[P, R]):
                         # Not a worker thread (whose call dispatch() counts
                         # for the deadlock check), and a worker is free for it
                         # (dispatch()'s last case), or it waits its turn and
-                        # nothing refuses it: not closed, no max_waiting.
+                        # nothing refuses it: not closed, no max_waiting, not stalled.
                         (
                             on_way is not None
                             and len(idle) + (not on_way.retiring) > len(line.waiting)
                         )
-                        or (not line.closed and line.max_waiting is None)
+                        or (not line.closed and line.max_waiting is None and line.stalled is None)
                     ):
                         line_waker = job.lock_waker if line.several_cpus else waker
                         if line_waker is not None:  # else dispatch() makes it
@@ -495,6 +522,7 @@ class Pool(Generic[P, R]):
             PoolClosedError: The pool is closed. (A future still in line when
                 the pool closes fails with ``PoolClosedError``.)
             PoolBusyError: The line is full (``max_waiting``).
+            PoolStalledError: The pool had no worker for its ``stall_timeout``.
 
         Never :class:`PoolDeadlockError`: a future does not block its caller,
         so a job may always submit to its own pool (waiting on that future

@@ -15,6 +15,7 @@ __all__ = [
     "PoolBusyError",
     "PoolClosedError",
     "PoolDeadlockError",
+    "PoolStalledError",
     "TunnypyError",
     "WorkerClosedError",
 ]
@@ -63,4 +64,14 @@ class PoolDeadlockError(TunnypyError, RuntimeError):
     task waiting in ``run()``; a :class:`SingleFlight` function called
     ``do()`` on its own key; or every worker of an :class:`Executor` would
     wait in ``submit()`` for room in its line.
+    """
+
+
+class PoolStalledError(TunnypyError, RuntimeError):
+    """
+    The pool has had no worker for its ``stall_timeout`` while replacing failed ones.
+
+    Its message names the last failure: the worker factory's exception, or
+    the one that ended the last worker. Calls are refused with it until a
+    worker is back.
     """
