@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._executor import Executor
 from ._flight import SingleFlight
+from ._histogram import LatencySummary
 from ._job import interrupted
 from ._limiter import Limiter
 from ._pool import Pool, PoolStats
@@ -44,6 +45,7 @@ __all__ = [
     "Executor",
     "JobCancelledError",
     "JobTimedOutError",
+    "LatencySummary",
     "Limiter",
     "Pool",
     "PoolBusyError",

@@ -220,6 +220,7 @@ class ExecutorState:
         prefix: str,
         initializer: Callable[..., object] | None,
         initargs: tuple[Any, ...],
+        latency: bool,
     ) -> None:
         lock = threading.Lock()
         # Two conditions on one lock: notify() must wake a waiter of the
@@ -245,7 +246,7 @@ class ExecutorState:
         self.refusal = _SHUTDOWN
         self.broken: str | None = None
         self.next_index = itertools.count()
-        self.pool: Pool[_Call, None] = Pool(size, self.new_worker)
+        self.pool: Pool[_Call, None] = Pool(size, self.new_worker, latency=latency)
 
     def new_worker(self) -> _Worker:
         return _Worker(self, next(self.next_index))

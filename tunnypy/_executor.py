@@ -87,12 +87,16 @@ class Executor(ThreadPoolExecutor):
             waiting ones and later submits fail with
             ``concurrent.futures.thread.BrokenThreadPool``.
         initargs: Arguments for *initializer*.
+        latency: Time every call, for the ``wait`` and ``run`` of
+            :meth:`stats`, as :class:`Pool`'s *latency* does; off by default
+            (then both stay empty). The wait begins as the call enters the
+            pool, after any wait for room under *max_waiting*.
 
     Raises:
         TypeError, ValueError: An argument is invalid (*max_workers* and
             *max_waiting* must be positive ints, *when_full* one of the three,
             *thread_name_prefix* a ``str``, *initializer* callable or
-            ``None``, *initargs* a tuple); nothing was started.
+            ``None``, *initargs* a tuple, *latency* a bool); nothing was started.
 
     ``with`` calls :meth:`shutdown`. An executor dropped without
     :meth:`shutdown` is shut down without waiting: its calls still run, then
@@ -125,6 +129,7 @@ class Executor(ThreadPoolExecutor):
         thread_name_prefix: str = "",
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
+        latency: bool = False,
     ) -> None:
         size = (
             _default_workers()
@@ -146,6 +151,9 @@ class Executor(ThreadPoolExecutor):
         if not isinstance(initargs, tuple):
             msg = f"initargs must be a tuple (got {type(initargs).__name__})"
             raise TypeError(msg)
+        if not isinstance(latency, bool):
+            msg = f"latency must be a bool (got {type(latency).__name__})"
+            raise TypeError(msg)
         prefix = thread_name_prefix or f"TunnypyExecutor-{next(_names)}"
         state = ExecutorState(
             size,
@@ -154,6 +162,7 @@ class Executor(ThreadPoolExecutor):
             prefix=prefix,
             initializer=initializer,
             initargs=initargs,
+            latency=latency,
         )
         self._state = state
         live_states.add(state)
@@ -269,9 +278,14 @@ class Executor(ThreadPoolExecutor):
                 raise RuntimeError(msg)
             state.pool.set_size(n)
 
+    @property
+    def latency(self) -> bool:
+        """Whether this executor times its calls for the ``wait`` and ``run`` of :meth:`stats`."""
+        return self._state.pool.latency
+
     def stats(self) -> PoolStats:
         """
-        A snapshot of the executor's pool: sizes and counters (see :class:`PoolStats`).
+        A snapshot of the executor's pool: sizes, counters, latency (see :class:`PoolStats`).
 
         ``waiting`` counts the calls in the pool's line (submitted, not started).
         """

@@ -79,6 +79,7 @@ class Job:
         "error",
         "future",
         "gate",
+        "joined",
         "lock_waker",
         "nested",
         "payload",
@@ -102,6 +103,10 @@ class Job:
         self.future = future
         self.gate = _thread.allocate_lock()
         self.state = WAITING
+        # When the call joined, in ns of _histogram.clock, stamped only by a
+        # pool that times its jobs (Line.latency): its wait ends as a worker
+        # starts it (see WorkerThread._run).
+        self.joined = 0
         self.result: Any = None
         self.error: BaseException | None = None
         self.runner: Runner | None = None

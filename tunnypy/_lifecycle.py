@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 
 from ._checks import deadline_in
+from ._histogram import EMPTY, RUN, WAIT, LatencySummary, merged, new_timings, summarize
 from ._job import DONE, REJECTED, RUNNING, WAITING, Job
 from ._line import Line, Taker
 from ._log import debug_enabled, log
@@ -47,10 +48,14 @@ _BACKOFF_CAP = 5.0
 @attrs.frozen
 class PoolStats:
     """
-    A snapshot of a pool, taken under its lock; returned by :meth:`Pool.stats`.
+    A snapshot of a pool, returned by :meth:`Pool.stats`: sizes and counters
+    taken under its lock, then latencies.
 
     ``completed + failed + timed_out + cancelled + rejected`` counts every call
-    that has ended (a ``submit`` ends when its future does).
+    that has ended (a ``submit`` ends when its future does). :attr:`wait` and
+    :attr:`run` are added up from the workers' own records just after, without
+    the lock, so a job that ends meanwhile may be in them and not yet in the
+    counters.
     """
 
     size: int
@@ -84,6 +89,19 @@ class PoolStats:
     """Workers started in place of workers that left because they failed."""
     factory_failures: int = 0
     """Calls of the worker factory that raised (or returned no worker) while replacing."""
+    wait: LatencySummary = EMPTY
+    """
+    How long jobs waited, from the call joining the line until a worker
+    started the job, for every job a worker ran since the pool started
+    (a call withdrawn before it started is not counted). Kept only by a pool
+    made with ``latency=True``; otherwise empty (``count`` 0).
+    """
+    run: LatencySummary = EMPTY
+    """
+    How long those jobs ran (the worker's ``process()``, whether it returned
+    or raised), each counted once it has run, before its caller has the
+    outcome. Kept only by a pool made with ``latency=True``; otherwise empty.
+    """
 
 
 class Lifecycle:
@@ -115,6 +133,9 @@ class Lifecycle:
         self.to_wake: list[Taker] = []
         # Calls a close() refused that it has not yet told (see _shut_locked).
         self.refused: list[Job] = []
+        # The wait and run times recorded by workers that have left
+        # (_histogram.py); those of workers still listed are on each worker.
+        self.retired_timings = new_timings()
         # Replacing failed workers (see _replace): the workers that left
         # because they failed, not yet replaced; the threads replacing one,
         # with what wakes them from a backoff; the replacements that have
@@ -485,6 +506,8 @@ class Lifecycle:
             self.workers.pop(worker_thread, None)
             self.line.completed += worker_thread.completed
             self.line.failed += worker_thread.failed
+            if worker_thread.timings is not None:
+                self.retired_timings = merged((self.retired_timings, worker_thread.timings))
             watchers = self.watchers.pop(worker_thread, None)
         if watchers is not None:
             for waker in watchers:
@@ -745,7 +768,12 @@ class Lifecycle:
     def stats(self) -> PoolStats:
         with self.line.lock:
             workers = self.workers
-            return PoolStats(
+            # Each worker writes its own list without the lock, and the sum
+            # of a few hundred numbers per worker need not hold callers back:
+            # only the references are taken here.
+            timings = [w.timings for w in workers if w.timings is not None]
+            timings.append(self.retired_timings)  # replaced, never changed in place
+            stats = PoolStats(
                 size=self.size,
                 workers=len(workers),
                 busy=sum(1 for w in workers if w.job is not None),
@@ -759,6 +787,8 @@ class Lifecycle:
                 replaced=self.replaced,
                 factory_failures=self.factory_failures,
             )
+        total = merged(timings)
+        return attrs.evolve(stats, wait=summarize(total, WAIT), run=summarize(total, RUN))
 
 
 def _describe(error: BaseException) -> str:
@@ -964,6 +994,10 @@ def _after_fork_in_child() -> None:
         for worker_thread in lifecycle.workers:  # their jobs done so far stay counted
             lifecycle.line.completed += worker_thread.completed
             lifecycle.line.failed += worker_thread.failed
+            if worker_thread.timings is not None:
+                lifecycle.retired_timings = merged(
+                    (lifecycle.retired_timings, worker_thread.timings)
+                )
         lifecycle.line.nested.clear()
         lifecycle.workers.clear()
         lifecycle.to_wake.clear()

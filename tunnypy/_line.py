@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._future import TAKEN_BY_CALLER
+from ._histogram import clock
 from ._job import DONE, NO_CONTEXT, REJECTED, RUNNING, WAITING, Job, Runner, worker_tls
 from ._log import log
 from ._token import CancelToken
@@ -64,9 +65,13 @@ class Taker(Runner, Protocol):
 class Line:
     """The waiting line and the idle stack of one pool, and its counters (private)."""
 
-    def __init__(self, check: Callable[[object], None] | None, max_waiting: int | None) -> None:
+    def __init__(
+        self, check: Callable[[object], None] | None, max_waiting: int | None, latency: bool
+    ) -> None:
         self.check = check
         self.max_waiting = max_waiting
+        # Whether jobs are timed (Pool's ``latency``): fixed for the pool's life.
+        self.latency = latency
         # Also the lifecycle's lock: one lock guards the whole pool.
         self.lock = _thread.allocate_lock()
         self.waiting: deque[Job] = deque()
@@ -108,6 +113,8 @@ class Line:
         rendezvous"). ``Pool.process`` inlines the common cases. *call* names
         the method that made the call, for a ``PoolDeadlockError``.
         """
+        if self.latency:
+            job.joined = clock()
         # Safe wherever Ctrl-C lands (docs/design.md, "Ctrl-C and other signals").
         parked: Taker | None = None
         lock = self.lock

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import InvalidStateError
 from typing import Any, Protocol
 
+from ._histogram import RUN, clock, new_timings
 from ._job import DONE, Job, set_current_runner
 from ._line import Line
 from ._log import debug_enabled, log
@@ -58,6 +59,7 @@ class WorkerThread:
         "retiring",
         "supervisor",
         "thread",
+        "timings",
         "waker",
         "worker",
     )
@@ -90,6 +92,9 @@ class WorkerThread:
         # Written only by this worker's thread; summed by ``Pool.stats()``.
         self.completed = 0
         self.failed = 0
+        # Wait and run times of the jobs it ran (_histogram.py), made at its
+        # first job: an idle worker costs no more memory than before.
+        self.timings: list[int] | None = None
         self.thread = threading.Thread(
             target=self._run, name=f"tunnypy-worker-{index}", daemon=True
         )
@@ -111,6 +116,11 @@ class WorkerThread:
             take_or_park = line.take_or_park
             deliver = self._deliver
             await_job = self._await_job
+            # Decided once: a pool without ``latency`` reads no clock per job.
+            timing = line.latency
+            timings = self.timings
+            now = clock
+            run_base = RUN - 12  # bucket_index()'s offset, plus where the run histogram starts
             set_current_runner(self)
             if debug_enabled():
                 try:  # noqa: SIM105 - the except says why
@@ -140,11 +150,25 @@ class WorkerThread:
                         ok = False
                         outcome = None
                         if not job.withdrawn:  # else its caller gave up before it started
+                            if timing:
+                                started = now()
                             try:
                                 outcome = job.context.run(process, job.payload)
                                 ok = True
                             except BaseException as exc:  # delivered, as ThreadPoolExecutor does
                                 outcome = exc
+                            if timing:
+                                # Counted before delivery, so a caller that has its
+                                # outcome finds it counted. _histogram.bucket_index()
+                                # twice, inlined (docs/performance.md, "Latency").
+                                ran = now() - started
+                                waited = started - job.joined
+                                if timings is None:
+                                    timings = self.timings = new_timings()
+                                b = (waited | 7).bit_length()
+                                timings[(b << 2) + (waited >> (b - 3)) - 12] += 1
+                                b = (ran | 7).bit_length()
+                                timings[(b << 2) + (ran >> (b - 3)) + run_base] += 1
                         if offers_before_delivering:
                             if job.future is not None:
                                 # set_result() runs the caller's done-callbacks:

@@ -1,0 +1,306 @@
+"""
+Prometheus metrics for tunnypy pools, for ``prometheus-client`` (the ``prometheus`` extra).
+
+::
+
+    from prometheus_client import REGISTRY, start_http_server
+    from tunnypy.contrib import prometheus
+
+    pool = tunnypy.Pool.from_func(4, handle, latency=True)
+    prometheus.register(pool, name="api")
+    start_http_server(8000)
+
+Every pool registered with one registry is reported by that registry's one
+:class:`PoolCollector`, each under its own ``pool`` label (Prometheus allows
+each metric family once per registry). The collector holds its pools weakly:
+registering does not keep a pool alive, and a collected pool drops out.
+
+Metrics, each with the label ``pool``:
+
+- gauges ``tunnypy_pool_size``, ``tunnypy_pool_workers``,
+  ``tunnypy_pool_busy``, ``tunnypy_pool_idle``, ``tunnypy_pool_waiting``
+  (the fields of :class:`tunnypy.PoolStats` of the same names);
+- the counter ``tunnypy_pool_calls_total``, labelled ``outcome``
+  (``completed``, ``failed``, ``timed_out``, ``cancelled``, ``rejected``);
+- for a pool made with ``latency=True`` only, the histograms
+  ``tunnypy_pool_wait_seconds`` and ``tunnypy_pool_run_seconds``
+  (:attr:`tunnypy.PoolStats.wait` and :attr:`~tunnypy.PoolStats.run`);
+  a pool without it has no samples in them. Their ``_count`` is exact and
+  their ``_sum`` is :attr:`tunnypy.LatencySummary.total`, within 12.5%.
+  Each bucket counts the jobs whose internal bucket (four per power of two)
+  lies wholly at or below its bound (see
+  :meth:`tunnypy.LatencySummary.count_at_most`): a time less than 20% below a
+  bound may be counted under the next one, never under a lower one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import REGISTRY, CollectorRegistry
+
+from tunnypy import LatencySummary, PoolStats
+
+__all__ = ["DEFAULT_BUCKETS", "PoolCollector", "StatsSource", "register", "unregister"]
+
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+"""The histograms' bucket bounds, in seconds, unless a :class:`PoolCollector` is given others."""
+
+_GAUGES = (
+    ("size", "Target number of workers: what set_size last asked for."),
+    ("workers", "Worker threads alive, including retiring ones still finishing a job."),
+    ("busy", "Workers holding a job."),
+    ("idle", "Workers parked, ready for a job."),
+    ("waiting", "Calls waiting in line for a worker."),
+)
+_OUTCOMES = ("completed", "failed", "timed_out", "cancelled", "rejected")
+
+
+class StatsSource(Protocol):
+    """What can be registered: a :class:`tunnypy.Pool` or a :class:`tunnypy.Executor`."""
+
+    @property
+    def latency(self) -> bool:
+        """Whether the pool times its jobs; only then are its histograms reported."""
+        ...
+
+    def stats(self) -> PoolStats:
+        """A snapshot of the pool's sizes, counters and latencies."""
+        ...
+
+
+class PoolCollector:
+    """
+    A ``prometheus_client`` collector reporting the pools added to it.
+
+    :func:`register` makes one per registry and adds pools to it; make one
+    yourself for other bucket bounds, and register it with
+    ``registry.register(collector)``.
+
+    Args:
+        buckets: The histograms' bucket bounds in seconds, increasing,
+            positive and finite; ``+Inf`` is added.
+
+    Raises:
+        ValueError: *buckets* is empty, not increasing, or holds a bound
+            that is not a positive finite number.
+    """
+
+    def __init__(self, buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
+        bounds = tuple(buckets)
+        if not bounds:
+            msg = "buckets must hold at least one bound (got none)"
+            raise ValueError(msg)
+        for bound in bounds:
+            if (
+                isinstance(bound, bool)
+                or not isinstance(bound, int | float)
+                or not 0 < bound < math.inf
+            ):
+                msg = f"bucket bounds must be positive finite numbers (got {bound!r})"
+                raise ValueError(msg)
+        if any(a >= b for a, b in itertools.pairwise(bounds)):
+            msg = f"bucket bounds must be increasing (got {list(bounds)!r})"
+            raise ValueError(msg)
+        self.buckets = bounds
+        self._lock = threading.Lock()
+        self._pools: dict[str, weakref.ref[StatsSource]] = {}
+
+    def add(self, pool: StatsSource, name: str) -> None:
+        """
+        Report *pool* under the label ``pool=name``, holding it weakly.
+
+        Raises:
+            TypeError: *name* is not a string, or *pool* has no ``stats()``
+                or bool ``latency``, or cannot be referenced weakly.
+            ValueError: *name* is empty, or already names a pool still alive
+                in this collector.
+        """
+        if not isinstance(name, str):
+            msg = f"name must be a str (got {type(name).__name__})"
+            raise TypeError(msg)
+        if not name:
+            msg = "name must be a non-empty str (got '')"
+            raise ValueError(msg)
+        if not callable(getattr(pool, "stats", None)) or not isinstance(
+            getattr(pool, "latency", None), bool
+        ):
+            msg = f"pool must be a tunnypy Pool or Executor (got {type(pool).__name__})"
+            raise TypeError(msg)
+        ref = weakref.ref(pool)
+        with self._lock:
+            held = self._pools.get(name)
+            if held is not None and held() is not None:
+                msg = f"name {name!r} already names a registered pool"
+                raise ValueError(msg)
+            self._pools[name] = ref
+
+    def remove(self, pool: StatsSource) -> bool:
+        """Stop reporting *pool* (under every name it was added with); whether it was reported."""
+        with self._lock:
+            names = [name for name, ref in self._pools.items() if ref() is pool]
+            for name in names:
+                del self._pools[name]
+            return bool(names)
+
+    def __len__(self) -> int:
+        """How many pools still alive this collector reports."""
+        with self._lock:
+            return sum(1 for ref in self._pools.values() if ref() is not None)
+
+    def describe(self) -> list[Metric]:
+        """The metric families, without samples: lets a registry refuse a clash of names."""
+        gauges, calls, wait, run = self._families()
+        return [*gauges, calls, wait, run]
+
+    def collect(self) -> Iterator[Metric]:
+        """
+        The metric families, with one set of samples for each pool still alive.
+
+        Called by the registry on every scrape; takes each pool's
+        :meth:`~tunnypy.Pool.stats`.
+        """
+        with self._lock:
+            named = list(self._pools.items())
+        gauges, calls, wait, run = self._families()
+        for name, ref in named:
+            pool = ref()
+            if pool is None:
+                with self._lock:
+                    if self._pools.get(name) is ref:
+                        del self._pools[name]
+                continue
+            stats = pool.stats()
+            timed = pool.latency
+            del pool
+            labels = [name]
+            for (field, _), family in zip(_GAUGES, gauges, strict=True):
+                family.add_metric(labels, getattr(stats, field))
+            for outcome in _OUTCOMES:
+                calls.add_metric([name, outcome], getattr(stats, outcome))
+            if timed:  # an untimed pool's empty histograms would read as no calls
+                wait.add_metric(labels, self._buckets(stats.wait), stats.wait.total)
+                run.add_metric(labels, self._buckets(stats.run), stats.run.total)
+        yield from gauges
+        yield calls
+        yield wait
+        yield run
+
+    def _buckets(self, summary: LatencySummary) -> list[tuple[str, float]]:
+        buckets: list[tuple[str, float]] = [
+            (repr(float(bound)), summary.count_at_most(bound)) for bound in self.buckets
+        ]
+        buckets.append(("+Inf", summary.count))
+        return buckets
+
+    @staticmethod
+    def _families() -> tuple[
+        list[GaugeMetricFamily], CounterMetricFamily, HistogramMetricFamily, HistogramMetricFamily
+    ]:
+        gauges = [
+            GaugeMetricFamily(f"tunnypy_pool_{field}", doc, labels=["pool"])
+            for field, doc in _GAUGES
+        ]
+        calls = CounterMetricFamily(
+            "tunnypy_pool_calls", "Calls that have ended, by outcome.", labels=["pool", "outcome"]
+        )
+        wait = HistogramMetricFamily(
+            "tunnypy_pool_wait_seconds",
+            "Time from a call joining the line until a worker started its job.",
+            labels=["pool"],
+        )
+        run = HistogramMetricFamily(
+            "tunnypy_pool_run_seconds", "Time a worker spent running a job.", labels=["pool"]
+        )
+        return gauges, calls, wait, run
+
+
+_registered_lock = threading.Lock()
+_registered: weakref.WeakKeyDictionary[CollectorRegistry, PoolCollector] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def register(
+    pool: StatsSource, *, name: str, registry: CollectorRegistry = REGISTRY
+) -> PoolCollector:
+    """
+    Report *pool*'s metrics in *registry*, labelled ``pool=name``.
+
+    The first pool registered with a registry registers that registry's
+    :class:`PoolCollector`; later ones join it. The pool is held weakly.
+
+    Args:
+        pool: A :class:`tunnypy.Pool` or :class:`tunnypy.Executor`.
+        name: The value of the ``pool`` label, unique within *registry*.
+        registry: Where to report; ``prometheus_client``'s default registry
+            unless given.
+
+    Returns:
+        The registry's collector.
+
+    Raises:
+        TypeError, ValueError: As :meth:`PoolCollector.add`; nothing changed.
+        ValueError: Another collector of *registry* already reports metrics
+            with these names (``prometheus_client``'s ``DuplicateTimeseries``).
+    """
+    with _registered_lock:
+        collector = _registered.get(registry)
+        if collector is None:
+            collector = PoolCollector()
+            collector.add(pool, name)
+            registry.register(collector)
+            _registered[registry] = collector
+        else:
+            collector.add(pool, name)
+        return collector
+
+
+def unregister(pool: StatsSource, *, registry: CollectorRegistry = REGISTRY) -> None:
+    """
+    Stop reporting *pool* in *registry*.
+
+    The registry's collector leaves the registry with its last pool.
+
+    Raises:
+        ValueError: *pool* is not registered with *registry*.
+    """
+    with _registered_lock:
+        collector = _registered.get(registry)
+        if collector is None or not collector.remove(pool):
+            msg = "pool is not registered with this registry"
+            raise ValueError(msg)
+        if not len(collector):
+            registry.unregister(collector)
+            del _registered[registry]
