@@ -55,18 +55,24 @@ class _ExecutorFuture(Future[Any]):
     _tunnypy_call: _Call | None
 
     def cancel(self) -> bool:
-        # Future.cancel() runs the done-callbacks before this returns, and
-        # may return True again for a future already cancelled: ExecutorState.cancelled()
-        # decides, once, who accounts for the call.
-        if super().cancel():
-            call = self._tunnypy_call
-            if call is not None:
-                call.state.cancelled(call)
+        if self.cancel_waiting():
             return True
         call = self._tunnypy_call
         if call is not None and self.running():
             call.interrupt()
         return False
+
+    def cancel_waiting(self) -> bool:
+        """``Future.cancel()``: cancel the call only if it has not started; never interrupt."""
+        # Future.cancel() runs the done-callbacks before this returns, and
+        # may return True again for a future already cancelled: ExecutorState.cancelled()
+        # decides, once, who accounts for the call.
+        if not super().cancel():
+            return False
+        call = self._tunnypy_call
+        if call is not None:
+            call.state.cancelled(call)
+        return True
 
 
 class _Call:
@@ -347,6 +353,9 @@ class ExecutorState:
                 return  # a worker or break_() took it first
             self.room.notify()
         self._drop([call])
+        # No worker will reach it now: tell wait() and as_completed(), as a
+        # worker's set_running_or_notify_cancel() would (it returns False here).
+        call.future.set_running_or_notify_cancel()
 
     def break_(self) -> None:
         """An initializer failed: fail every waiting call, refuse new ones."""
@@ -358,8 +367,12 @@ class ExecutorState:
             # One pop() each: a worker may be taking one at the same time (see start()).
             failed = [call for call in list(waiting) if waiting.pop(call, self) is not self]
         for call in failed:
-            call.future._tunnypy_call = None
-            _settle(call.future, BrokenThreadPool(_BROKEN), error=True)
+            future = call.future
+            future._tunnypy_call = None
+            # A future cancelled while it waited is only told to wait() and
+            # as_completed() here, as a worker would tell them.
+            if future.set_running_or_notify_cancel():
+                _settle(future, BrokenThreadPool(_BROKEN), error=True)
         self._drop(failed)
 
     def _drop(self, calls: list[_Call]) -> None:
@@ -397,7 +410,8 @@ class ExecutorState:
             self.room.notify_all()  # submitters blocked for room raise
             to_cancel = list(self.waiting) if cancel_futures else []
         for call in to_cancel:
-            call.future.cancel()
+            # Not cancel(): a call a worker started meanwhile runs on uninterrupted.
+            call.future.cancel_waiting()
         with self.lock:
             self._after_change()
             if not wait:

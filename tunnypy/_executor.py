@@ -240,6 +240,9 @@ class Executor(ThreadPoolExecutor):
                 msg = "cannot resize an executor after shutdown"
                 raise RuntimeError(msg)
             state.pool.set_size(n)
+            # Submitters blocked for room inside a call look again: a shrink
+            # may have left every worker that could make room blocked so.
+            state.room.notify_all()
 
     def stats(self) -> PoolStats:
         """A snapshot of the executor's pool: sizes and counters (see :class:`PoolStats`)."""

@@ -1,0 +1,173 @@
+"""Executor: futures cancelled in line, shutdown(cancel_futures), shrinks and blocked submits."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from typing import Any
+
+import pytest
+
+import tunnypy
+from tests.helpers import WAIT, Call, wait_for
+
+
+def hold(started: threading.Event, gate: threading.Event) -> None:
+    started.set()
+    gate.wait(WAIT)
+
+
+class TestACallCancelledInLineIsDoneForWaitAndAsCompleted:
+    def test_cancel(self) -> None:
+        """wait() and as_completed() count a call whose future was cancelled in line as done."""
+        executor = tunnypy.Executor(1)
+        started, gate = threading.Event(), threading.Event()
+        try:
+            busy = executor.submit(hold, started, gate)
+            assert started.wait(WAIT)
+            future = executor.submit(int)
+            waiting = Call(concurrent.futures.wait, [future], WAIT)
+            assert future.cancel()
+            assert waiting.wait(2 * WAIT) == ({future}, set())
+            assert list(concurrent.futures.as_completed([future], WAIT)) == [future]
+            gate.set()
+            assert busy.result(WAIT) is None
+        finally:
+            gate.set()
+            executor.shutdown()
+
+    def test_shutdown_cancel_futures(self) -> None:
+        """So do the calls shutdown(cancel_futures=True) cancelled."""
+        executor = tunnypy.Executor(1)
+        started, gate = threading.Event(), threading.Event()
+        try:
+            busy = executor.submit(hold, started, gate)
+            assert started.wait(WAIT)
+            futures = [executor.submit(int) for _ in range(3)]
+            executor.shutdown(wait=False, cancel_futures=True)
+            done, not_done = concurrent.futures.wait(futures, WAIT)
+            assert (done, not_done) == (set(futures), set())
+            assert all(future.cancelled() for future in futures)
+            gate.set()
+            assert busy.result(WAIT) is None
+        finally:
+            gate.set()
+            executor.shutdown()
+
+    def test_cancelled_as_a_failed_initializer_breaks_the_executor(self) -> None:
+        """A future cancelled while break_() takes its call is still told to wait() as done."""
+        fail = threading.Event()
+        inits: list[int] = []
+
+        def init() -> None:
+            inits.append(1)
+            if len(inits) == 2:  # the second thread: fails once told to
+                assert fail.wait(WAIT)
+                raise RuntimeError("initializer failed")
+
+        executor = tunnypy.Executor(2, initializer=init)
+        started, gate = threading.Event(), threading.Event()
+        try:
+            busy = executor.submit(hold, started, gate)
+            assert started.wait(WAIT)
+            first = executor.submit(int)  # the second thread takes it, in init()
+            wait_for(lambda: len(inits) == 2, "the second thread's initializer")
+            future = executor.submit(int)
+
+            def break_now(_: object) -> None:
+                # Inside cancel(), before it takes the call: the broken executor takes it.
+                fail.set()
+                wait_for(first.done, "the executor to break")
+                wait_for(lambda: future._tunnypy_call is None, "the call to be failed")  # type: ignore[attr-defined]
+
+            future.add_done_callback(break_now)
+            assert future.cancel()
+            assert concurrent.futures.wait([future], WAIT) == ({future}, set())
+            assert future.cancelled()
+            assert isinstance(first.exception(WAIT), concurrent.futures.BrokenExecutor)
+            gate.set()
+            assert busy.result(WAIT) is None
+        finally:
+            fail.set()
+            gate.set()
+            executor.shutdown()
+
+
+class TestShutdownCancelFuturesInterruptsNoCall:
+    def test_a_call_started_while_others_are_cancelled_runs_uninterrupted(self) -> None:
+        """A call started while shutdown(cancel_futures=True) cancels others is not interrupted."""
+        executor = tunnypy.Executor(2)
+        started_a, gate_a = threading.Event(), threading.Event()
+        started_b, gate_b = threading.Event(), threading.Event()
+        second_started, look = threading.Event(), threading.Event()
+
+        def second() -> bool:
+            second_started.set()
+            assert look.wait(WAIT)
+            return tunnypy.interrupted()
+
+        try:
+            busy_a = executor.submit(hold, started_a, gate_a)
+            assert started_a.wait(WAIT)
+            busy_b = executor.submit(hold, started_b, gate_b)
+            assert started_b.wait(WAIT)
+            first = executor.submit(int)
+            late = executor.submit(second)
+
+            def free_a_worker(_: object) -> None:
+                # Run as shutdown() cancels the first call: a worker starts the second.
+                gate_b.set()
+                assert second_started.wait(WAIT)
+
+            first.add_done_callback(free_a_worker)
+            shutting = Call(lambda: executor.shutdown(wait=True, cancel_futures=True))
+            state = executor._state
+            # Past its cancelling, waiting for the calls that run.
+            wait_for(lambda: bool(state.drained._waiters), "shutdown to wait")  # type: ignore[attr-defined]
+            look.set()
+            gate_a.set()
+            assert first.cancelled()
+            assert late.result(WAIT) is False
+            assert busy_a.result(WAIT) is None
+            assert busy_b.result(WAIT) is None
+            shutting.wait()
+        finally:
+            look.set()
+            gate_a.set()
+            gate_b.set()
+            executor.shutdown()
+
+
+class TestAShrinkLeavingEveryWorkerBlockedForRoom:
+    def test_the_blocked_submit_raises_pool_deadlock_error(self) -> None:
+        """A shrink retires the only worker that could make room: the blocked submit fails."""
+        executor = tunnypy.Executor(1, max_waiting=1)
+        go = threading.Event()
+        started, gate = threading.Event(), threading.Event()
+        parent_on = threading.Event()
+
+        def parent() -> Any:
+            parent_on.set()
+            assert go.wait(WAIT)
+            return executor.submit(int)  # the line is full: blocks for room
+
+        try:
+            blocked = executor.submit(parent)
+            assert parent_on.wait(WAIT)
+            executor.set_max_workers(2)  # the newest thread: a shrink retires it first
+            busy = executor.submit(hold, started, gate)
+            assert started.wait(WAIT)
+            filler = executor.submit(int)  # waits in line
+            go.set()
+            state = executor._state
+            wait_for(lambda: state.blocked_inside == 1, "the call to block for room")
+            executor.set_max_workers(1)  # retires the thread holding `busy`
+            with pytest.raises(tunnypy.PoolDeadlockError):
+                blocked.result(WAIT)
+            assert filler.result(WAIT) == 0
+            gate.set()
+            assert busy.result(WAIT) is None
+        finally:
+            go.set()
+            gate.set()
+            executor.shutdown()
