@@ -13,7 +13,7 @@ import pytest
 import tunnypy
 from tests.helpers import WAIT, Call, RecordingWorker, wait_for
 from tests.test_signals import CtrlCAt
-from tunnypy import _future
+from tunnypy import _future, _lifecycle
 
 
 class LetsAShrinkIn:
@@ -322,3 +322,23 @@ class TestCtrlCWhileAGrowthWaitsForAnotherThreadsGrowth:
         finally:
             factory.release.set()
             assert pool.close(timeout=WAIT)
+
+
+class LooksClosed:
+    """A lifecycle stand-in: keeps the frame of whoever closes it."""
+
+    def __init__(self) -> None:
+        self.closer: Any = None
+
+    def close(self, wait: bool, timeout: float | None) -> bool:
+        self.closer = sys._getframe(1)
+        return False
+
+
+class TestTheCtrlCTracerSkipsTheDroppedPoolsFinalizer:
+    def test_close_dropped_pool_is_not_traced(self) -> None:
+        """A collection may run it anywhere: CtrlCAt never raises Ctrl-C inside it."""
+        lifecycle = LooksClosed()
+        _lifecycle.close_dropped_pool(lifecycle)  # type: ignore[arg-type]
+        assert lifecycle.closer.f_code.co_name == "close_dropped_pool"
+        assert not CtrlCAt._ours(lifecycle.closer)

@@ -455,7 +455,7 @@ class TestCtrlCInsideClose:
 
 
 TUNNYPY_DIR = os.path.dirname(tunnypy.__file__)
-NOT_TRACED = {"__del__", "collected", "__init__"}
+NOT_TRACED = {"__del__", "close_dropped_pool", "__init__"}
 
 
 class CtrlCAt:
@@ -481,7 +481,7 @@ class CtrlCAt:
 
     @staticmethod
     def _ours(frame: Any) -> bool:
-        # Not finalizers (__del__, and collected() that a dropped pool's
+        # Not finalizers (__del__, and close_dropped_pool() that a dropped pool's
         # finalize calls): a collection may run one anywhere, and CPython
         # prints and drops what they raise. Not constructors either: the
         # trace machinery mishandles an exception raised as one is entered.
