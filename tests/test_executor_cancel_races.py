@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -55,7 +56,7 @@ class TestACallCancelledInLineIsDoneForWaitAndAsCompleted:
             executor.shutdown()
 
     def test_cancelled_as_a_failed_initializer_breaks_the_executor(self) -> None:
-        """A future cancelled while break_() takes its call is still told to wait() as done."""
+        """Cancelled once break_() took its call, before it failed it: done for wait()."""
         fail = threading.Event()
         inits: list[int] = []
 
@@ -73,22 +74,52 @@ class TestACallCancelledInLineIsDoneForWaitAndAsCompleted:
             first = executor.submit(int)  # the second thread takes it, in init()
             wait_for(lambda: len(inits) == 2, "the second thread's initializer")
             future = executor.submit(int)
-
-            def break_now(_: object) -> None:
-                # Inside cancel(), before it takes the call: the broken executor takes it.
-                fail.set()
-                wait_for(first.done, "the executor to break")
-                wait_for(lambda: future._tunnypy_call is None, "the call to be failed")  # type: ignore[attr-defined]
-
-            future.add_done_callback(break_now)
-            assert future.cancel()
+            cancelled: list[bool] = []
+            # break_() fails the waiting calls in order: as it fails the first,
+            # the second is already taken, and not yet failed.
+            first.add_done_callback(lambda _: cancelled.append(future.cancel()))
+            fail.set()
+            assert isinstance(first.exception(WAIT), concurrent.futures.BrokenExecutor)
+            assert cancelled == [True]
             assert concurrent.futures.wait([future], WAIT) == ({future}, set())
             assert future.cancelled()
-            assert isinstance(first.exception(WAIT), concurrent.futures.BrokenExecutor)
             gate.set()
             assert busy.result(WAIT) is None
         finally:
             fail.set()
+            gate.set()
+            executor.shutdown()
+
+
+class Held:
+    """An argument a weak reference can watch."""
+
+
+class TestACallCancelledInLineIsOverBeforeItsFutureTells:
+    def test_its_done_callback_sees_the_arguments_freed_and_the_call_counted(self) -> None:
+        """A done-callback of a future cancelled in line: arguments freed, counted, out of line."""
+        executor = tunnypy.Executor(1)
+        started, gate = threading.Event(), threading.Event()
+        try:
+            busy = executor.submit(hold, started, gate)
+            assert started.wait(WAIT)
+            held = [Held()]
+            argument = weakref.ref(held[0])
+            future = executor.submit(id, held.pop())
+            seen: list[tuple[bool, int, int]] = []
+
+            def look(_: object) -> None:
+                stats = executor.stats()
+                seen.append((argument() is None, stats.cancelled, stats.waiting))
+
+            future.add_done_callback(look)
+            assert future.cancel()
+            assert seen == [(True, 1, 0)]
+            assert future.cancel()  # again: still True, counted once
+            gate.set()
+            assert busy.result(WAIT) is None
+            assert executor.stats().cancelled == 1
+        finally:
             gate.set()
             executor.shutdown()
 

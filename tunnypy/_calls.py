@@ -28,6 +28,13 @@ import threading
 import weakref
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, InvalidStateError
+from concurrent.futures._base import (  # Future's states, as _future.py uses them
+    CANCELLED,
+    CANCELLED_AND_NOTIFIED,
+    FINISHED,
+    PENDING,
+    RUNNING,
+)
 from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, Literal
 
@@ -64,14 +71,24 @@ class _ExecutorFuture(Future[Any]):
 
     def cancel_waiting(self) -> bool:
         """``Future.cancel()``: cancel the call only if it has not started; never interrupt."""
-        # Future.cancel() runs the done-callbacks before this returns, and
-        # may return True again for a future already cancelled: ExecutorState.cancelled()
-        # decides, once, who accounts for the call.
-        if not super().cancel():
-            return False
-        call = self._tunnypy_call
-        if call is not None:
-            call.state.cancelled(call)
+        # As Future.cancel(), but a call this takes out of ``waiting`` has left
+        # the pool's line, been let go of and stopped counting before any
+        # waiter or done-callback is told (waiters wake once the lock is released).
+        with self._condition:
+            if self._state in (RUNNING, FINISHED):
+                return False
+            if self._state != PENDING:
+                return True  # cancelled already, and accounted for by whoever took the call
+            self._state = CANCELLED
+            call = self._tunnypy_call
+            if call is not None and call.state.cancelled(call):
+                # No worker will reach it: tell wait() and as_completed() here,
+                # as its set_running_or_notify_cancel() would.
+                self._state = CANCELLED_AND_NOTIFIED
+                for waiter in self._waiters:
+                    waiter.add_cancelled(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()  # type: ignore[attr-defined]
         return True
 
 
@@ -346,16 +363,14 @@ class ExecutorState:
             self.stuck -= stuck
             self._after_change()
 
-    def cancelled(self, call: _Call) -> None:
-        """*call*'s future was cancelled while it waited."""
+    def cancelled(self, call: _Call) -> bool:
+        """*call*'s future is being cancelled: whether this took the call out of ``waiting``."""
         with self.lock:
             if self.waiting.pop(call, self) is self:
-                return  # a worker or break_() took it first
+                return False  # a worker or break_() took it first, and tells the future
             self.room.notify()
         self._drop([call])
-        # No worker will reach it now: tell wait() and as_completed(), as a
-        # worker's set_running_or_notify_cancel() would (it returns False here).
-        call.future.set_running_or_notify_cancel()
+        return True
 
     def break_(self) -> None:
         """An initializer failed: fail every waiting call, refuse new ones."""
