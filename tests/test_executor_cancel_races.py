@@ -202,3 +202,40 @@ class TestAShrinkLeavingEveryWorkerBlockedForRoom:
             go.set()
             gate.set()
             executor.shutdown()
+
+
+class FailsSecond:
+    """An initializer that fails on the second thread to run it."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def __call__(self) -> None:
+        self.runs += 1
+        if self.runs == 2:
+            raise RuntimeError("initializer failed")
+
+
+class TestABrokenExecutorRefusesAResize:
+    @pytest.mark.parametrize("calls_over", [True, False])
+    def test_set_max_workers_raises_broken_thread_pool(self, calls_over: bool) -> None:
+        """As submit() does: with a call still running, or once its pool has closed."""
+        executor = tunnypy.Executor(2, initializer=FailsSecond())
+        started, gate = threading.Event(), threading.Event()
+        try:
+            busy = executor.submit(hold, started, gate)
+            assert started.wait(WAIT)
+            failed = executor.submit(int)  # the second thread: its initializer fails
+            assert isinstance(failed.exception(WAIT), concurrent.futures.BrokenExecutor)
+            if calls_over:
+                gate.set()
+                assert busy.result(WAIT) is None
+                wait_for(lambda: executor.stats().workers == 0, "the pool to close")
+            with pytest.raises(concurrent.futures.BrokenExecutor):
+                executor.set_max_workers(3)
+            assert executor.max_workers == (0 if calls_over else 2)
+            gate.set()
+            assert busy.result(WAIT) is None
+        finally:
+            gate.set()
+            executor.shutdown()

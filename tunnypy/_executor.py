@@ -15,6 +15,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, ParamSpec, TypeVar, final
 
 from ._calls import WHEN_FULL, ExecutorState, WhenFull, live_states
@@ -230,12 +231,15 @@ class Executor(ThreadPoolExecutor):
 
         Raises:
             RuntimeError: The executor was shut down.
+            BrokenThreadPool: An initializer failed.
             TypeError, ValueError: *n* is not a positive int; nothing changed.
         """
         n = _check_positive(n, "n")
         state = self._state
         with state.lock:
             # Under the lock, so that no shutdown closes the pool meanwhile.
+            if state.broken is not None:  # its pool closes once its calls are over
+                raise BrokenThreadPool(state.broken)
             if state.shutdown:
                 msg = "cannot resize an executor after shutdown"
                 raise RuntimeError(msg)
