@@ -11,6 +11,7 @@ import pytest
 
 import tunnypy
 from tests.helpers import WAIT, Call, wait_for
+from tests.test_signals import CtrlCAt
 
 
 def hold(started: threading.Event, gate: threading.Event) -> None:
@@ -239,3 +240,34 @@ class TestABrokenExecutorRefusesAResize:
         finally:
             gate.set()
             executor.shutdown()
+
+
+class TestCtrlCAnywhereInCancellingACallInLine:
+    def test_the_call_ends_and_shutdown_returns(self) -> None:
+        """Ctrl-C at each signal check of cancel(): wait() sees the call end, shutdown returns."""
+        k = 1
+        while self.cancel_with_ctrl_c_at(k):
+            k += 1
+            assert k < 400, "cancel() never completed without Ctrl-C"
+        assert k > 3
+
+    @staticmethod
+    def cancel_with_ctrl_c_at(k: int) -> bool:
+        executor = tunnypy.Executor(1)
+        started, gate = threading.Event(), threading.Event()
+        try:
+            busy = executor.submit(hold, started, gate)
+            assert started.wait(WAIT)
+            future = executor.submit(int)
+            ctrl_c = CtrlCAt(k)
+            landed = ctrl_c.run(future.cancel)
+            gate.set()
+            # Cancelled or run, whichever Ctrl-C left it to: over, and told.
+            assert concurrent.futures.wait([future], WAIT) == ({future}, set()), ctrl_c.where
+            assert busy.result(WAIT) is None
+            Call(executor.shutdown).wait()
+            assert executor._state.unfinished == 0, ctrl_c.where
+            return landed
+        finally:
+            gate.set()
+            executor.shutdown(wait=False)

@@ -81,13 +81,20 @@ class _ExecutorFuture(Future[Any]):
                 return True  # cancelled already, and accounted for by whoever took the call
             self._state = CANCELLED
             call = self._tunnypy_call
-            if call is not None and call.state.cancelled(call):
-                # No worker will reach it: tell wait() and as_completed() here,
-                # as its set_running_or_notify_cancel() would.
-                self._state = CANCELLED_AND_NOTIFIED
-                for waiter in self._waiters:
-                    waiter.add_cancelled(self)
-            self._condition.notify_all()
+            try:
+                if call is not None and call.state.cancelled(call):
+                    # No worker will reach it: tell wait() and as_completed()
+                    # here, as its set_running_or_notify_cancel() would.
+                    self._state = CANCELLED_AND_NOTIFIED
+                    for waiter in self._waiters:
+                        waiter.add_cancelled(self)
+            finally:
+                # Ctrl-C in cancelled() after it took the call: told all the same.
+                if call is not None and call.dropped and self._state == CANCELLED:
+                    self._state = CANCELLED_AND_NOTIFIED
+                    for waiter in self._waiters:
+                        waiter.add_cancelled(self)
+                self._condition.notify_all()
         self._invoke_callbacks()  # type: ignore[attr-defined]
         return True
 
@@ -95,7 +102,7 @@ class _ExecutorFuture(Future[Any]):
 class _Call:
     """One submitted call: what to run and the future its caller holds (private)."""
 
-    __slots__ = ("args", "fn", "future", "inner", "job", "kwargs", "state", "stuck")
+    __slots__ = ("args", "dropped", "fn", "future", "inner", "job", "kwargs", "state", "stuck")
 
     def __init__(
         self,
@@ -116,6 +123,8 @@ class _Call:
         self.job: Job | None = None
         # Whether it called shutdown(wait=True) on its own executor.
         self.stuck = False
+        # Whether it was cancelled or failed unstarted, and stopped counting (see _drop).
+        self.dropped = False
 
     def run(self) -> None:
         """Run on a worker thread: start the future, call, deliver, account."""
@@ -365,11 +374,26 @@ class ExecutorState:
 
     def cancelled(self, call: _Call) -> bool:
         """*call*'s future is being cancelled: whether this took the call out of ``waiting``."""
-        with self.lock:
-            if self.waiting.pop(call, self) is self:
-                return False  # a worker or break_() took it first, and tells the future
-            self.room.notify()
-        self._drop([call])
+        # The canceller may be the main thread: wherever Ctrl-C lands, a call
+        # taken out of ``waiting`` (by ``del``, not pop(): no signal check
+        # before ``taken`` is stored) is dropped and stops counting, else
+        # shutdown(wait=True) and interpreter exit wait for it for good.
+        taken = False
+        try:
+            with self.lock:
+                try:
+                    del self.waiting[call]
+                except KeyError:
+                    return False  # a worker or break_() took it first, and tells the future
+                taken = True
+                self.room.notify()
+        finally:
+            if taken:
+                try:
+                    self._drop([call])
+                except BaseException:  # Ctrl-C as it began: once more (it counts a call once)
+                    self._drop([call])
+                    raise
         return True
 
     def break_(self) -> None:
@@ -392,20 +416,29 @@ class ExecutorState:
 
     def _drop(self, calls: list[_Call]) -> None:
         """Take *calls*, removed from ``waiting``, out of the pool's line; stop counting them."""
-        for call in calls:
-            call.fn = None
-            call.args = ()
-            call.kwargs = {}
-            inner = call.inner
-            if inner is not None:
-                # One a worker took already is resolved by run(), which
-                # finds the call gone.
-                inner.cancel()
-        # Only now: a pool closed while they were in its line would count
-        # them refused.
-        with self.lock:
-            self.unfinished -= len(calls)
-            self._after_change()
+        try:
+            for call in calls:
+                call.fn = None
+                call.args = ()
+                call.kwargs = {}
+                inner = call.inner
+                if inner is not None:
+                    # One a worker took already is resolved by run(), which
+                    # finds the call gone.
+                    inner.cancel()
+        finally:
+            # Only now: a pool closed while they were in its line would count
+            # them refused. Each call is counted off once, however often this runs.
+            with self.lock:
+                for call in calls:
+                    if not call.dropped:
+                        call.dropped = True
+                        self.unfinished -= 1
+                try:
+                    self._after_change()
+                except BaseException:  # Ctrl-C as it began: once more
+                    self._after_change()
+                    raise
 
     def _after_change(self) -> None:
         """Under the lock: wake shutdown waiters, close the pool once drained."""
