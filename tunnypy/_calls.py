@@ -28,6 +28,13 @@ import threading
 import weakref
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, InvalidStateError
+from concurrent.futures._base import (  # Future's states, as _future.py uses them
+    CANCELLED,
+    CANCELLED_AND_NOTIFIED,
+    FINISHED,
+    PENDING,
+    RUNNING,
+)
 from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, Literal
 
@@ -55,24 +62,47 @@ class _ExecutorFuture(Future[Any]):
     _tunnypy_call: _Call | None
 
     def cancel(self) -> bool:
-        # Future.cancel() runs the done-callbacks before this returns, and
-        # may return True again for a future already cancelled: ExecutorState.cancelled()
-        # decides, once, who accounts for the call.
-        if super().cancel():
-            call = self._tunnypy_call
-            if call is not None:
-                call.state.cancelled(call)
+        if self.cancel_waiting():
             return True
         call = self._tunnypy_call
         if call is not None and self.running():
             call.interrupt()
         return False
 
+    def cancel_waiting(self) -> bool:
+        """``Future.cancel()``: cancel the call only if it has not started; never interrupt."""
+        # As Future.cancel(), but a call this takes out of ``waiting`` has left
+        # the pool's line, been let go of and stopped counting before any
+        # waiter or done-callback is told (waiters wake once the lock is released).
+        with self._condition:
+            if self._state in (RUNNING, FINISHED):
+                return False
+            if self._state != PENDING:
+                return True  # cancelled already, and accounted for by whoever took the call
+            self._state = CANCELLED
+            call = self._tunnypy_call
+            try:
+                if call is not None and call.state.cancelled(call):
+                    # No worker will reach it: tell wait() and as_completed()
+                    # here, as its set_running_or_notify_cancel() would.
+                    self._state = CANCELLED_AND_NOTIFIED
+                    for waiter in self._waiters:
+                        waiter.add_cancelled(self)
+            finally:
+                # Ctrl-C in cancelled() after it took the call: told all the same.
+                if call is not None and call.dropped and self._state == CANCELLED:
+                    self._state = CANCELLED_AND_NOTIFIED
+                    for waiter in self._waiters:
+                        waiter.add_cancelled(self)
+                self._condition.notify_all()
+        self._invoke_callbacks()  # type: ignore[attr-defined]
+        return True
+
 
 class _Call:
     """One submitted call: what to run and the future its caller holds (private)."""
 
-    __slots__ = ("args", "fn", "future", "inner", "job", "kwargs", "state", "stuck")
+    __slots__ = ("args", "dropped", "fn", "future", "inner", "job", "kwargs", "state", "stuck")
 
     def __init__(
         self,
@@ -93,6 +123,8 @@ class _Call:
         self.job: Job | None = None
         # Whether it called shutdown(wait=True) on its own executor.
         self.stuck = False
+        # Whether it was cancelled or failed unstarted, and stopped counting (see _drop).
+        self.dropped = False
 
     def run(self) -> None:
         """Run on a worker thread: start the future, call, deliver, account."""
@@ -341,13 +373,29 @@ class ExecutorState:
             self.stuck -= stuck
             self._after_change()
 
-    def cancelled(self, call: _Call) -> None:
-        """*call*'s future was cancelled while it waited."""
-        with self.lock:
-            if self.waiting.pop(call, self) is self:
-                return  # a worker or break_() took it first
-            self.room.notify()
-        self._drop([call])
+    def cancelled(self, call: _Call) -> bool:
+        """*call*'s future is being cancelled: whether this took the call out of ``waiting``."""
+        # The canceller may be the main thread: wherever Ctrl-C lands, a call
+        # taken out of ``waiting`` (by ``del``, not pop(): no signal check
+        # before ``taken`` is stored) is dropped and stops counting, else
+        # shutdown(wait=True) and interpreter exit wait for it for good.
+        taken = False
+        try:
+            with self.lock:
+                try:
+                    del self.waiting[call]
+                except KeyError:
+                    return False  # a worker or break_() took it first, and tells the future
+                taken = True
+                self.room.notify()
+        finally:
+            if taken:
+                try:
+                    self._drop([call])
+                except BaseException:  # Ctrl-C as it began: once more (it counts a call once)
+                    self._drop([call])
+                    raise
+        return True
 
     def break_(self) -> None:
         """An initializer failed: fail every waiting call, refuse new ones."""
@@ -359,26 +407,39 @@ class ExecutorState:
             # One pop() each: a worker may be taking one at the same time (see start()).
             failed = [call for call in list(waiting) if waiting.pop(call, self) is not self]
         for call in failed:
-            call.future._tunnypy_call = None
-            _settle(call.future, BrokenThreadPool(_BROKEN), error=True)
+            future = call.future
+            future._tunnypy_call = None
+            # A future cancelled while it waited is only told to wait() and
+            # as_completed() here, as a worker would tell them.
+            if future.set_running_or_notify_cancel():
+                _settle(future, BrokenThreadPool(_BROKEN), error=True)
         self._drop(failed)
 
     def _drop(self, calls: list[_Call]) -> None:
         """Take *calls*, removed from ``waiting``, out of the pool's line; stop counting them."""
-        for call in calls:
-            call.fn = None
-            call.args = ()
-            call.kwargs = {}
-            inner = call.inner
-            if inner is not None:
-                # One a worker took already is resolved by run(), which
-                # finds the call gone.
-                inner.cancel()
-        # Only now: a pool closed while they were in its line would count
-        # them refused.
-        with self.lock:
-            self.unfinished -= len(calls)
-            self._after_change()
+        try:
+            for call in calls:
+                call.fn = None
+                call.args = ()
+                call.kwargs = {}
+                inner = call.inner
+                if inner is not None:
+                    # One a worker took already is resolved by run(), which
+                    # finds the call gone.
+                    inner.cancel()
+        finally:
+            # Only now: a pool closed while they were in its line would count
+            # them refused. Each call is counted off once, however often this runs.
+            with self.lock:
+                for call in calls:
+                    if not call.dropped:
+                        call.dropped = True
+                        self.unfinished -= 1
+                try:
+                    self._after_change()
+                except BaseException:  # Ctrl-C as it began: once more
+                    self._after_change()
+                    raise
 
     def _after_change(self) -> None:
         """Under the lock: wake shutdown waiters, close the pool once drained."""
@@ -398,7 +459,8 @@ class ExecutorState:
             self.room.notify_all()  # submitters blocked for room raise
             to_cancel = list(self.waiting) if cancel_futures else []
         for call in to_cancel:
-            call.future.cancel()
+            # Not cancel(): a call a worker started meanwhile runs on uninterrupted.
+            call.future.cancel_waiting()
         with self.lock:
             self._after_change()
             if not wait:

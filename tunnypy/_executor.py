@@ -15,6 +15,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, ParamSpec, TypeVar, final
 
 from ._calls import WHEN_FULL, ExecutorState, WhenFull, live_states
@@ -179,7 +180,9 @@ class Executor(ThreadPoolExecutor):
             concurrent.futures.thread.BrokenThreadPool: An initializer failed.
             PoolBusyError: The line is full and *when_full* is ``"raise"``.
             PoolDeadlockError: Called from a call of this executor that would
-                block for room while every worker is blocked the same way.
+                block for room while every worker is blocked the same way
+                (also once :meth:`set_max_workers` shrinks the executor to the
+                workers so blocked).
             TypeError: *fn* is not callable.
         """
         if not callable(fn):
@@ -248,7 +251,8 @@ class Executor(ThreadPoolExecutor):
         Args:
             wait: Wait until every submitted call has finished and the
                 worker threads have ended.
-            cancel_futures: Cancel the calls that have not started.
+            cancel_futures: Cancel the calls that have not started; a call
+                already running is not interrupted.
         """
         self._state.shut(bool(wait), bool(cancel_futures))
 
@@ -267,16 +271,23 @@ class Executor(ThreadPoolExecutor):
 
         Raises:
             RuntimeError: The executor was shut down.
+            concurrent.futures.thread.BrokenThreadPool: An initializer failed
+                (as :meth:`submit` raises it).
             TypeError, ValueError: *n* is not a positive int; nothing changed.
         """
         n = _check_positive(n, "n")
         state = self._state
         with state.lock:
             # Under the lock, so that no shutdown closes the pool meanwhile.
+            if state.broken is not None:  # its pool closes once its calls are over
+                raise BrokenThreadPool(state.broken)
             if state.shutdown:
                 msg = "cannot resize an executor after shutdown"
                 raise RuntimeError(msg)
             state.pool.set_size(n)
+            # Submitters blocked for room inside a call look again: a shrink
+            # may have left every worker that could make room blocked so.
+            state.room.notify_all()
 
     @property
     def latency(self) -> bool:

@@ -431,12 +431,14 @@ class Line:
             return  # already counted
         self.cancelled += 1
         job.state = DONE
-        job.let_go()  # it never runs
+        # Out of line before any Python call (Ctrl-C lands at one's entry): a
+        # worker that took a counted job would count it again.
         if state == WAITING:
             try:  # noqa: SIM105 - under the lock, suppress() costs a frame
                 self.waiting.remove(job)
             except ValueError:
                 pass  # it never got in
+        job.let_go()  # it never runs
 
     def count_refused(self, reason: str) -> None:
         """Count a call refused at entry; a closed pool's refusal comes first."""

@@ -13,7 +13,7 @@ import pytest
 import tunnypy
 from tests.helpers import WAIT, Call, RecordingWorker, wait_for
 from tests.test_ctrl_c_resize_close import CtrlCAt
-from tunnypy import _future
+from tunnypy import _future, _lifecycle
 
 
 class LetsAShrinkIn:
@@ -321,4 +321,57 @@ class TestCtrlCWhileAGrowthWaitsForAnotherThreadsGrowth:
             wait_for(lambda: pool.stats().idle == 3, "the pool to settle at 3")
         finally:
             factory.release.set()
+            assert pool.close(timeout=WAIT)
+
+
+class LooksClosed:
+    """A lifecycle stand-in: keeps the frame of whoever closes it."""
+
+    def __init__(self) -> None:
+        self.closer: Any = None
+
+    def close(self, wait: bool, timeout: float | None) -> bool:
+        self.closer = sys._getframe(1)
+        return False
+
+
+class TestTheCtrlCTracerSkipsTheDroppedPoolsFinalizer:
+    def test_close_dropped_pool_is_not_traced(self) -> None:
+        """A collection may run it anywhere: CtrlCAt never raises Ctrl-C inside it."""
+        lifecycle = LooksClosed()
+        _lifecycle.close_dropped_pool(lifecycle)  # type: ignore[arg-type]
+        assert lifecycle.closer.f_code.co_name == "close_dropped_pool"
+        assert not CtrlCAt._ours(lifecycle.closer)
+
+
+class TestCtrlCAnywhereInCancellingAFutureInLine:
+    def test_the_call_is_counted_once(self) -> None:
+        """Ctrl-C at each signal check of a submit future's cancel(): the call counts once."""
+        k = 1
+        while self.cancel_with_ctrl_c_at(k):
+            k += 1
+            assert k < 400, "cancel() never completed without Ctrl-C"
+        assert k > 3
+
+    @staticmethod
+    def cancel_with_ctrl_c_at(k: int) -> bool:
+        gate = threading.Event()
+        pool: tunnypy.Pool[Any, Any] = tunnypy.Pool.from_func(
+            1, lambda p: gate.wait(WAIT) if p == "hold" else p
+        )
+        try:
+            busy = pool.submit("hold")
+            wait_for(lambda: pool.stats().busy == 1, "the worker to take the first job")
+            future = pool.submit(1)
+            ctrl_c = CtrlCAt(k)
+            landed = ctrl_c.run(future.cancel)
+            gate.set()
+            assert busy.result(WAIT) is True
+            wait_for(lambda: pool.stats().idle == 1, "the worker to park, the line served")
+            stats = pool.stats()
+            ended = stats.completed + stats.failed + stats.cancelled + stats.rejected
+            assert (ended, stats.waiting) == (2, 0), ctrl_c.where
+            return landed
+        finally:
+            gate.set()
             assert pool.close(timeout=WAIT)
