@@ -584,6 +584,8 @@ class Lifecycle:
         with self.resize_lock:
             with line.lock:
                 if line.closed or line.active >= self.size:
+                    if not line.closed:
+                        line.stalled = None  # no worker is wanted (see _replace)
                     return True  # a growth, shrink or close() came first
             # SystemExit too: on this thread it would only end the replacing.
             try:
@@ -606,6 +608,7 @@ class Lifecycle:
                     line.active += 1
                     self.recruits[worker_thread] = _monotonic()
                     self.replaced += 1
+                if not line.closed:  # a worker is back, or none is wanted
                     line.stalled = None
                 streak = self.factory_streak
                 self.factory_streak = 0
