@@ -305,6 +305,36 @@ class TestFactoryFailsWhileReplacing:
             assert pool.process_timed("after", WAIT) == "after"
 
 
+class RaisingHandler(logging.Handler):
+    """A logging handler whose every emit raises, as a broken logging setup does."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        raise RuntimeError(f"handler broke on {record.getMessage()}")
+
+
+def test_a_logging_handler_that_raises_does_not_end_the_replacing(
+    backoff: Callable[[float, float], None],
+) -> None:
+    """worker_factory_failing and worker_factory_recovered raising: the worker is replaced."""
+    backoff(0.01, 0.02)
+    factory = Factory(fail_on={2})
+    logger = logging.getLogger("tunnypy")
+    handler = RaisingHandler()
+    with tunnypy.Pool(1, factory) as pool:
+        fail_next_worker(pool)
+        logger.addHandler(handler)
+        level = logger.level
+        logger.setLevel(logging.INFO)  # worker_factory_recovered too, before the start
+        try:
+            assert pool.process_timed("first", WAIT) == "first"
+            wait_for(lambda: replaced(pool, 1), "the replacement")
+        finally:
+            logger.setLevel(level)
+            logger.removeHandler(handler)
+        assert pool.stats().factory_failures == 1
+        assert pool.process_timed("served", WAIT) == "served"
+
+
 class TestStallTimeout:
     def test_a_call_without_deadline_fails_naming_the_factorys_error(
         self, backoff: Callable[[float, float], None]
