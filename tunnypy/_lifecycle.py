@@ -584,6 +584,8 @@ class Lifecycle:
         with self.resize_lock:
             with line.lock:
                 if line.closed or line.active >= self.size:
+                    if not line.closed:
+                        line.stalled = None  # no worker is wanted (see _replace)
                     return True  # a growth, shrink or close() came first
             # SystemExit too: on this thread it would only end the replacing.
             try:
@@ -606,11 +608,12 @@ class Lifecycle:
                     line.active += 1
                     self.recruits[worker_thread] = _monotonic()
                     self.replaced += 1
+                if not line.closed:  # a worker is back, or none is wanted
                     line.stalled = None
                 streak = self.factory_streak
                 self.factory_streak = 0
             if streak:
-                log.info("worker_factory_recovered", failures=streak)
+                _log_quietly(log.info, "worker_factory_recovered", failures=streak)
             if not wanted:
                 _terminate_quietly(worker, -1)
                 return True
@@ -625,7 +628,7 @@ class Lifecycle:
                         line.active -= 1
                     self.replaced -= 1
                 _terminate_quietly(worker, worker_thread.index)
-                log.exception("worker_start_failed", worker=worker_thread.index)
+                _log_quietly(log.exception, "worker_start_failed", worker=worker_thread.index)
                 with line.lock:
                     self.delay = min(max(self.delay * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
                 return False
@@ -642,7 +645,7 @@ class Lifecycle:
             self.last_failure = f"the worker factory raised {described}"
             delay = self.delay
         if first:  # once per streak; worker_factory_recovered ends it
-            log.warning("worker_factory_failing", error=described, retry_in=delay)
+            _log_quietly(log.warning, "worker_factory_failing", error=described, retry_in=delay)
 
     def _stall_locked(self) -> list[Job]:
         """Under the lock: mark the pool stalled and take every call out of line, refused."""
@@ -797,6 +800,15 @@ def _describe(error: BaseException) -> str:
         return f"{type(error).__name__}: {error}"
     except Exception:
         return f"{type(error).__name__} (str() failed)"
+
+
+def _log_quietly(method: Callable[..., None], event: str, **fields: Any) -> None:
+    # A logging handler that raises must not end the replacing, nor leave a
+    # listed replacement unstarted.
+    try:  # noqa: SIM105 - the comment says why
+        method(event, **fields)
+    except BaseException:
+        pass
 
 
 def _tell_stalled(stalled: list[Job], reason: str) -> None:

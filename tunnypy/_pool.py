@@ -481,6 +481,7 @@ class Pool(Generic[P, R]):
                 interrupted and stays out of rotation until the job returns.
             PoolClosedError: The pool was closed before a worker took the job.
             PoolBusyError: The line is full (``max_waiting``).
+            PoolStalledError: The pool had no worker for its ``stall_timeout``.
             PoolDeadlockError: Called from a job (through an event loop the
                 job runs) while every other worker waits on this pool.
             TypeError, ValueError: *timeout* is not a non-negative number.

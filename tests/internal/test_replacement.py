@@ -305,6 +305,36 @@ class TestFactoryFailsWhileReplacing:
             assert pool.process_timed("after", WAIT) == "after"
 
 
+class RaisingHandler(logging.Handler):
+    """A logging handler whose every emit raises, as a broken logging setup does."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        raise RuntimeError(f"handler broke on {record.getMessage()}")
+
+
+def test_a_logging_handler_that_raises_does_not_end_the_replacing(
+    backoff: Callable[[float, float], None],
+) -> None:
+    """worker_factory_failing and worker_factory_recovered raising: the worker is replaced."""
+    backoff(0.01, 0.02)
+    factory = Factory(fail_on={2})
+    logger = logging.getLogger("tunnypy")
+    handler = RaisingHandler()
+    with tunnypy.Pool(1, factory) as pool:
+        fail_next_worker(pool)
+        logger.addHandler(handler)
+        level = logger.level
+        logger.setLevel(logging.INFO)  # worker_factory_recovered too, before the start
+        try:
+            assert pool.process_timed("first", WAIT) == "first"
+            wait_for(lambda: replaced(pool, 1), "the replacement")
+        finally:
+            logger.setLevel(level)
+            logger.removeHandler(handler)
+        assert pool.stats().factory_failures == 1
+        assert pool.process_timed("served", WAIT) == "served"
+
+
 class TestStallTimeout:
     def test_a_call_without_deadline_fails_naming_the_factorys_error(
         self, backoff: Callable[[float, float], None]
@@ -348,6 +378,34 @@ class TestStallTimeout:
             monkeypatch.undo()
             wait_for(lambda: pool.stats().idle == 1, "a replacement that works")
             assert pool.process("served") == "served"
+
+    def test_a_target_of_0_set_while_the_factory_runs_ends_the_stall(
+        self, backoff: Callable[[float, float], None]
+    ) -> None:
+        """set_size(0) while a stalled pool's factory call runs: calls wait in line again."""
+        backoff(0.2, 0.2)  # the stall comes first, then the third factory call
+        entered = threading.Event()
+        release = threading.Event()
+
+        def before(call: int) -> None:
+            if call == 3:
+                entered.set()
+                assert release.wait(WAIT)
+
+        factory = Factory(fail_on={2}, before=before)
+        with tunnypy.Pool(1, factory, stall_timeout=0.01) as pool:
+            fail_next_worker(pool)
+            assert pool.process_timed("first", WAIT) == "first"
+            assert entered.wait(WAIT)
+            assert pool._line.stalled is not None
+            pool.set_size(0)
+            release.set()
+            wait_for(lambda: pool.stats().workers == 0, "the replacing thread to leave")
+            future = pool.submit("waits for a worker")  # not PoolStalledError
+            assert not future.done()
+            pool.set_size(1)
+            assert future.result(WAIT) == "waits for a worker"
+            assert pool.stats().rejected == 0
 
     def test_bad_values_are_refused_and_start_nothing(self) -> None:
         """stall_timeout must be a non-negative number; inf means no limit."""
