@@ -136,16 +136,13 @@ class Lifecycle:
         # The wait and run times recorded by workers that have left
         # (_histogram.py); those of workers still listed are on each worker.
         self.retired_timings = new_timings()
-        # Replacing failed workers (see _replace): the workers that left
-        # because they failed, not yet replaced; the threads replacing one,
-        # with what wakes them from a backoff; the replacements that have
-        # not left yet, with when each was listed; the backoff's next delay; since when the pool has
-        # had no worker; the failures in a row of the factory; the last failure.
+        # Replacing failed workers (docs/design.md, "Workers that come back"):
+        # who left by failing, who is replacing them, and the backoff's state.
         self.failed_out: set[WorkerThread] = set()
         self.replacing: dict[WorkerThread, LockWaker] = {}
-        self.recruits: dict[WorkerThread, float] = {}
-        self.delay = 0.0
-        self.down_since: float | None = None
+        self.recruits: dict[WorkerThread, float] = {}  # replacements still here: when listed
+        self.delay = 0.0  # the backoff's next wait
+        self.down_since: float | None = None  # since when the pool has had no worker
         self.factory_streak = 0
         self.last_failure = "none"
         self.replaced = 0
