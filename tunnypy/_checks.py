@@ -10,13 +10,14 @@ from decimal import Decimal
 __all__ = ["check_size", "check_timeout", "deadline_in"]
 
 
-def check_size(value: object, name: str = "size") -> int:
-    """Return *value*, a non-negative int; raise naming *name*."""
+def check_size(value: object, name: str = "size", *, positive: bool = False) -> int:
+    """Return *value*, a non-negative (or, with *positive*, positive) int; raise naming *name*."""
+    kind = "positive" if positive else "non-negative"
     if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{name} must be a non-negative int (got {type(value).__name__} {value!r})"
+        msg = f"{name} must be a {kind} int (got {type(value).__name__} {value!r})"
         raise TypeError(msg)
-    if value < 0:
-        msg = f"{name} must be a non-negative int (got {value!r})"
+    if value < positive:
+        msg = f"{name} must be a {kind} int (got {value!r})"
         raise ValueError(msg)
     return value
 

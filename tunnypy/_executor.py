@@ -19,7 +19,7 @@ from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, ParamSpec, TypeVar, final
 
 from ._calls import WHEN_FULL, ExecutorState, WhenFull, live_states
-from ._checks import check_timeout
+from ._checks import check_size, check_timeout
 from ._pool import PoolStats
 
 __all__ = ["Executor"]
@@ -28,16 +28,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _names = itertools.count()
-
-
-def _check_positive(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{name} must be a positive int (got {type(value).__name__} {value!r})"
-        raise TypeError(msg)
-    if value < 1:
-        msg = f"{name} must be a positive int (got {value!r})"
-        raise ValueError(msg)
-    return value
 
 
 def _default_workers() -> int:
@@ -135,10 +125,10 @@ class Executor(ThreadPoolExecutor):
         size = (
             _default_workers()
             if max_workers is None
-            else _check_positive(max_workers, "max_workers")
+            else check_size(max_workers, "max_workers", positive=True)
         )
         if max_waiting is not None:
-            max_waiting = _check_positive(max_waiting, "max_waiting")
+            max_waiting = check_size(max_waiting, "max_waiting", positive=True)
         if when_full not in WHEN_FULL:
             msg = f"when_full must be 'block', 'raise' or 'caller_runs' (got {when_full!r})"
             raise ValueError(msg)
@@ -221,9 +211,9 @@ class Executor(ThreadPoolExecutor):
             raise TypeError(msg)
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")
-        _check_positive(chunksize, "chunksize")
+        check_size(chunksize, "chunksize", positive=True)
         if buffersize is not None:
-            _check_positive(buffersize, "buffersize")
+            check_size(buffersize, "buffersize", positive=True)
         end_time = None if timeout is None else time.monotonic() + timeout
         args_iter = zip(*iterables, strict=False)
         submit = self.submit
@@ -275,7 +265,7 @@ class Executor(ThreadPoolExecutor):
                 (as :meth:`submit` raises it).
             TypeError, ValueError: *n* is not a positive int; nothing changed.
         """
-        n = _check_positive(n, "n")
+        n = check_size(n, "n", positive=True)
         state = self._state
         with state.lock:
             # Under the lock, so that no shutdown closes the pool meanwhile.
