@@ -5,15 +5,20 @@ An asyncio caller: the waker that wakes its event loop, and its wait.
 (``Line.dispatch``); only the waiting differs. A thread sleeps on its waker;
 a coroutine awaits an asyncio future, which its ``AsyncWaker`` resolves from
 whichever thread wakes it (the worker delivering, ``close()`` refusing, a
-resize ending a stranded call), through ``loop.call_soon_threadsafe``. No
-thread waits for the coroutine, and the loop is never blocked for longer than
-the pool's lock and the job's gate are held. See docs/design.md, "asyncio
-callers".
+resize ending a stranded call), through its loop's ``LoopWakes``: one
+``loop.call_soon_threadsafe`` per batch of wakes, and a bounded number of
+coroutines resumed per loop iteration. No thread waits for the coroutine, and
+the loop is never blocked for longer than the pool's lock and the job's gate
+are held. See docs/design.md, "asyncio callers".
 """
 
 from __future__ import annotations
 
+import _thread
+import threading
 import time
+import weakref
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ._job import DONE, Job
@@ -24,9 +29,96 @@ if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable
 
-__all__ = ["AsyncWaker", "call_async"]
+__all__ = ["RESUMES_PER_TURN", "AsyncWaker", "LoopWakes", "call_async"]
 
 _monotonic = time.monotonic
+
+# At most this many waiting coroutines are woken per turn of their loop, so
+# that timers and I/O get a turn between batches (docs/design.md, "asyncio callers").
+RESUMES_PER_TURN = 64
+
+
+class LoopWakes:
+    """
+    The wakes bound for one event loop's coroutines, handed over in batches.
+
+    ``wake()``, from any thread, queues a waker and schedules ``run`` on the
+    loop with ``call_soon_threadsafe`` only if no run is scheduled yet: a
+    worker delivering to a busy loop queues and goes on. ``run``, on the
+    loop, resolves at most ``RESUMES_PER_TURN`` of them, oldest first, and
+    schedules itself for the next turn while more wait.
+    """
+
+    __slots__ = ("__weakref__", "lock", "loop_ref", "pending", "scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            ref: Callable[[], asyncio.AbstractEventLoop | None] = weakref.ref(loop)
+        except TypeError:  # a loop that cannot be weakly referenced is kept
+            ref = lambda: loop  # noqa: E731
+        # Weak: a thread keeps its last loop's LoopWakes (_local), not the loop.
+        self.loop_ref = ref
+        self.lock = _thread.allocate_lock()
+        self.pending: deque[AsyncWaker] = deque()
+        self.scheduled = False  # a run is scheduled on the loop, or running
+
+    def wake(self, waker: AsyncWaker) -> None:
+        with self.lock:
+            self.pending.append(waker)
+            if self.scheduled:
+                return
+            self.scheduled = True
+        try:
+            self._schedule()
+        except BaseException:
+            # Ctrl-C (in a close() on the main thread) as the schedule began
+            # may have scheduled nothing: once more, as Line.dispatch does.
+            self._schedule()
+            raise
+
+    def _schedule(self) -> None:
+        loop = self.loop_ref()
+        try:
+            if loop is not None:
+                loop.call_soon_threadsafe(self.run)
+                return
+        except RuntimeError:
+            pass  # the loop is closed: nothing awaits these jobs any more
+        with self.lock:
+            self.pending.clear()
+            self.scheduled = False
+
+    def run(self) -> None:
+        """On the loop's thread: resolve the oldest waiting wakes, then yield the turn."""
+        pending = self.pending
+        try:
+            for _ in range(min(len(pending), RESUMES_PER_TURN)):
+                pending.popleft().resolve()
+        finally:
+            with self.lock:
+                done = not pending
+                if done:
+                    self.scheduled = False
+            if not done:
+                loop = self.loop_ref()
+                if loop is not None:
+                    loop.call_soon(self.run)
+
+
+class _Local(threading.local):
+    # The LoopWakes of the loop this thread last awaited aprocess on.
+    wakes: LoopWakes | None = None
+
+
+_local = _Local()
+
+
+def loop_wakes(loop: asyncio.AbstractEventLoop) -> LoopWakes:
+    """On *loop*'s thread: its ``LoopWakes``, shared by every call awaited on it."""
+    wakes = _local.wakes
+    if wakes is None or wakes.loop_ref() is not loop:
+        wakes = _local.wakes = LoopWakes(loop)
+    return wakes
 
 
 class AsyncWaker:
@@ -39,19 +131,17 @@ class AsyncWaker:
     outcome, never fails because of it.
     """
 
-    __slots__ = ("future", "loop")
+    __slots__ = ("future", "loop", "wakes")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.wakes = loop_wakes(loop)
         # The future the coroutine awaits now; a new one for each wait, made
         # and resolved on the loop's thread only.
         self.future: asyncio.Future[None] = loop.create_future()
 
     def wake(self) -> None:
-        try:  # noqa: SIM105 - suppress() costs a worker's delivery two frames
-            self.loop.call_soon_threadsafe(self.resolve)
-        except RuntimeError:
-            pass  # the loop is closed: nothing awaits this job any more
+        self.wakes.wake(self)
 
     def resolve(self) -> None:
         """On the loop's thread: end the current wait (a stale wake is tolerated)."""
