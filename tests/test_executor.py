@@ -666,6 +666,27 @@ class TestResize:
             assert list(range(8)) == [f.result(WAIT) for f in futures + more]
             wait_for(lambda: executor.stats().workers == 1, "retired threads to end")
 
+    def test_max_workers_kept_after_shutdown(self) -> None:
+        """max_workers reads what it was last set to after shutdown, as ThreadPoolExecutor's."""
+        executor = tunnypy.Executor(2)
+        executor.set_max_workers(3)
+        executor.shutdown()
+        assert executor.max_workers == 3
+        assert executor.stats().workers == 0
+        assert repr(executor) == "<Executor shut down waiting=0>"
+
+    def test_max_workers_kept_when_broken(self) -> None:
+        """A failed initializer leaves max_workers as it was."""
+
+        def init() -> None:
+            raise ValueError("no database")
+
+        executor = tunnypy.Executor(2, initializer=init)
+        with pytest.raises(BrokenThreadPool):
+            executor.submit(int).result(WAIT)
+        executor.shutdown()
+        assert executor.max_workers == 2
+
     @pytest.mark.parametrize(
         ("n", "error", "message"),
         [

@@ -169,17 +169,10 @@ class _Call:
             _settle(inner, CancelledError(), error=True)
 
     def interrupt(self) -> None:
-        """
-        Make :func:`tunnypy.interrupted` true inside this call's running job.
-
-        The one place the executor leans on the pool's internals: a job's
-        ``withdrawn`` flag is what ``interrupted()`` reads. A submitted job's
-        outcome goes through its future, which never reads the flag, and a
-        job is never reused, so setting it after the job ended is harmless.
-        """
+        """Make :func:`tunnypy.interrupted` true inside this call's running job."""
         job = self.job
         if job is not None:
-            job.withdrawn = True
+            job.interrupt_submitted()
 
 
 def _settle(future: Future[Any], value: Any, *, error: bool) -> None:
@@ -278,6 +271,9 @@ class ExecutorState:
         self.refusal = _SHUTDOWN
         self.broken: str | None = None
         self.next_index = itertools.count()
+        # What the executor was last asked for; kept after shutdown, when the
+        # pool's size is 0, as ThreadPoolExecutor keeps ``_max_workers``.
+        self.max_workers = size
         self.pool: Pool[_Call, None] = Pool(size, self.new_worker, latency=latency)
 
     def new_worker(self) -> _Worker:

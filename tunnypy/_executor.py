@@ -248,8 +248,15 @@ class Executor(ThreadPoolExecutor):
 
     @property
     def max_workers(self) -> int:
-        """How many worker threads the executor has (what it was last asked for)."""
-        return self._state.pool.size
+        """
+        How many worker threads the executor was last asked for.
+
+        Set by *max_workers* and :meth:`set_max_workers`; unchanged by
+        :meth:`shutdown` and by a failed initializer, as
+        ``ThreadPoolExecutor``'s ``_max_workers`` is. ``stats().workers``
+        counts the threads still alive.
+        """
+        return self._state.max_workers
 
     def set_max_workers(self, n: int) -> None:
         """
@@ -275,6 +282,7 @@ class Executor(ThreadPoolExecutor):
                 msg = "cannot resize an executor after shutdown"
                 raise RuntimeError(msg)
             state.pool.set_size(n)
+            state.max_workers = n
             # Submitters blocked for room inside a call look again: a shrink
             # may have left every worker that could make room blocked so.
             state.room.notify_all()
@@ -294,13 +302,12 @@ class Executor(ThreadPoolExecutor):
 
     def __repr__(self) -> str:
         state = self._state
-        pool = state.pool
         if state.broken is not None:
             status = "broken"
         elif state.shutdown:
             status = "shut down"
         else:
-            status = f"max_workers={pool.size}"
+            status = f"max_workers={state.max_workers}"
         return f"<Executor {status} waiting={len(state.waiting)}>"
 
 

@@ -166,6 +166,19 @@ class Job:
         if future is not None:
             future._tunnypy_job = None  # type: ignore[attr-defined]
 
+    def interrupt_submitted(self) -> None:
+        """
+        Make :func:`interrupted` true inside this running job, made by ``Pool.submit``.
+
+        For a future's holder that gave up on a call already running (see
+        ``Executor``). Such a job's outcome goes through its future, which
+        never reads ``withdrawn``, and it is never reused, so a late call
+        (the job ended meanwhile) changes nothing. A job with a waker is
+        given up on through ``Line.withdraw``, under its gate, instead.
+        """
+        assert self.future is not None
+        self.withdrawn = True
+
     def empty(self) -> None:
         """Drop what the finished call handed over, so a spare job keeps nothing alive."""
         self.payload = self.result = self.runner = None
