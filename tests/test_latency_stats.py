@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import threading
 import time
 from typing import Any
@@ -14,6 +15,7 @@ import tunnypy
 from tunnypy import LatencySummary
 from tunnypy._histogram import (
     BUCKETS,
+    FOLD_AT,
     RUN,
     WAIT,
     bucket_bounds,
@@ -290,6 +292,47 @@ class TestPoolLatency:
                 done.set()
                 for call in calls:
                     call.wait()
+
+    def test_exact_after_every_call_across_batches(self) -> None:
+        """A worker counts its times in batches; each call is counted once it has returned."""
+        with tunnypy.Pool.from_func(1, run, latency=True) as pool:
+            for i in range(3 * FOLD_AT + 5):
+                pool.process(i)
+                stats = pool.stats()
+                assert (stats.wait.count, stats.run.count) == (i + 1, i + 1)
+
+    def test_read_while_a_worker_counts_a_batch(self) -> None:
+        """stats() from other threads while batches are counted: no call missed or counted twice."""
+        calls = 6 * FOLD_AT
+        started = returned = 0
+        wrong: list[tuple[int, int, int]] = []
+        done = threading.Event()
+        with tunnypy.Pool.from_func(1, run, latency=True) as pool:
+
+            def reader() -> None:
+                while not done.is_set():
+                    before = returned
+                    count = pool.stats().run.count
+                    after = started
+                    if not before <= count <= after:
+                        wrong.append((before, count, after))
+
+            # Switch threads often, so that readers land in the middle of batches.
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(1e-6)
+            readers = [Call(reader) for _ in range(2)]
+            try:
+                for i in range(calls):
+                    started += 1
+                    pool.process(i)
+                    returned += 1
+            finally:
+                done.set()
+                for thread in readers:
+                    thread.wait()
+                sys.setswitchinterval(interval)
+            assert wrong == []
+            assert pool.stats().run.count == calls
 
     def test_executor_stats(self) -> None:
         """Executor.stats() carries the same summaries, of its calls."""

@@ -2,11 +2,11 @@
 Latency histograms: a fixed log-bucketed layout, recorded without a lock.
 
 In a pool made with ``latency=True`` (``Line.latency``), each worker thread
-counts the wait and run time of every job it runs in a flat list of its own
-(``new_timings``), written only by that thread (the worker loop inlines
-``bucket_index``), and ``Pool.stats()`` adds those lists up on read
-(``merged``) and summarises them (``summarize``). Times are whole
-nanoseconds of ``clock``.
+keeps the wait and run time of every job it runs, raw, and counts them in
+batches (``fold``) into a flat list of its own (``new_timings``), written
+only by that thread; ``Pool.stats()`` adds those lists, and each worker's
+times not yet counted, up on read (``merged``) and summarises them
+(``summarize``). Times are whole nanoseconds of ``clock``.
 
 Buckets: four per power of two. A time *n* falls in the bucket of its top
 three bits, so a bucket ``[lo, hi)`` has ``hi <= 1.25 * lo``; times below
@@ -27,10 +27,12 @@ import attrs
 __all__ = [
     "BUCKETS",
     "EMPTY",
+    "FOLD_AT",
     "LatencySummary",
     "bucket_bounds",
     "bucket_index",
     "clock",
+    "fold",
     "merged",
     "new_timings",
     "summarize",
@@ -46,6 +48,20 @@ _SIZE = 2 * BUCKETS
 clock = time.monotonic_ns
 _NS = 1e-9
 _LAST_NS = 2**64 - 1
+
+
+# A worker counts its raw times once it holds this many of each kind: in a
+# batch, a time costs about half what it does counted as its job ends
+# (docs/design.md, "Latency histograms").
+FOLD_AT = 128
+
+
+def fold(times: list[int], timings: list[int], half: int) -> None:
+    """Count *times* into the wait (*half* = ``WAIT``) or run (``RUN``) histogram of *timings*."""
+    base = half - 12  # bucket_index()'s offset, plus where the histogram starts
+    for n in times:
+        b = (n | 7).bit_length()
+        timings[(b << 2) + (n >> (b - 3)) + base] += 1
 
 
 def new_timings() -> list[int]:

@@ -503,8 +503,9 @@ class Lifecycle:
             self.workers.pop(worker_thread, None)
             self.line.completed += worker_thread.completed
             self.line.failed += worker_thread.failed
-            if worker_thread.timings is not None:
-                self.retired_timings = merged((self.retired_timings, worker_thread.timings))
+            timings = worker_thread.timings_now()  # on its own thread: no fold runs
+            if timings is not None:
+                self.retired_timings = merged((self.retired_timings, timings))
             watchers = self.watchers.pop(worker_thread, None)
         if watchers is not None:
             for waker in watchers:
@@ -768,11 +769,12 @@ class Lifecycle:
     def stats(self) -> PoolStats:
         with self.line.lock:
             workers = self.workers
-            # Each worker writes its own list without the lock, and the sum
-            # of a few hundred numbers per worker need not hold callers back:
-            # only the references are taken here.
-            timings = [w.timings for w in workers if w.timings is not None]
-            timings.append(self.retired_timings)  # replaced, never changed in place
+            # Each worker writes its own lists without the lock, and copying
+            # and adding them up need not hold callers back: only the workers
+            # and the retired counts (replaced, never changed in place) are
+            # taken here.
+            timed = list(workers) if self.line.latency else []
+            retired = self.retired_timings
             stats = PoolStats(
                 size=self.size,
                 workers=len(workers),
@@ -787,6 +789,8 @@ class Lifecycle:
                 replaced=self.replaced,
                 factory_failures=self.factory_failures,
             )
+        timings = [t for t in (w.timings_now() for w in timed) if t is not None]
+        timings.append(retired)
         total = merged(timings)
         return attrs.evolve(stats, wait=summarize(total, WAIT), run=summarize(total, RUN))
 
@@ -1003,10 +1007,9 @@ def _after_fork_in_child() -> None:
         for worker_thread in lifecycle.workers:  # their jobs done so far stay counted
             lifecycle.line.completed += worker_thread.completed
             lifecycle.line.failed += worker_thread.failed
-            if worker_thread.timings is not None:
-                lifecycle.retired_timings = merged(
-                    (lifecycle.retired_timings, worker_thread.timings)
-                )
+            timings = worker_thread.timings_now(forked=True)
+            if timings is not None:
+                lifecycle.retired_timings = merged((lifecycle.retired_timings, timings))
         lifecycle.line.nested.clear()
         lifecycle.workers.clear()
         lifecycle.to_wake.clear()

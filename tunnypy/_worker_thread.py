@@ -9,12 +9,13 @@ wake-ups at most (worker, then caller). See docs/design.md, "The worker loop".
 
 from __future__ import annotations
 
+import _thread
 import threading
 from collections.abc import Callable
 from concurrent.futures import InvalidStateError
 from typing import Any, Protocol
 
-from ._histogram import RUN, clock, new_timings
+from ._histogram import FOLD_AT, RUN, WAIT, clock, fold, new_timings
 from ._job import DONE, Job, set_current_runner
 from ._line import Line
 from ._log import debug_enabled, log
@@ -41,6 +42,10 @@ class Supervisor(Protocol):
 
 
 _NO_OP_READY = BaseWorker.block_until_ready
+# The raw times and fold lock of every worker of a pool that does not time its
+# jobs: never written, and the lock never taken.
+_UNTIMED: list[int] = []
+_UNTIMED_LOCK = _thread.allocate_lock()
 
 
 class WorkerThread:
@@ -50,16 +55,19 @@ class WorkerThread:
         "completed",
         "failed",
         "fd_waker",
+        "fold_lock",
         "index",
         "job",
         "line",
         "lock_waker",
         "park_on_lock_next",
+        "ran",
         "readying",
         "retiring",
         "supervisor",
         "thread",
         "timings",
+        "waited",
         "waker",
         "worker",
     )
@@ -92,9 +100,16 @@ class WorkerThread:
         # Written only by this worker's thread; summed by ``Pool.stats()``.
         self.completed = 0
         self.failed = 0
-        # Wait and run times of the jobs it ran (_histogram.py), made at its
-        # first job: an idle worker costs no more memory than before.
+        # Wait and run times of the jobs it ran (_histogram.py): raw in
+        # ``waited`` and ``ran`` until FOLD_AT of each, then counted into
+        # ``timings``, made at the first fold, under ``fold_lock``. A worker
+        # of a pool that does not time its jobs shares empty ones it never
+        # writes: an idle worker costs no more memory than before.
+        timed = line.latency
+        self.waited: list[int] = [] if timed else _UNTIMED
+        self.ran: list[int] = [] if timed else _UNTIMED
         self.timings: list[int] | None = None
+        self.fold_lock = _thread.allocate_lock() if timed else _UNTIMED_LOCK
         self.thread = threading.Thread(
             target=self._run, name=f"tunnypy-worker-{index}", daemon=True
         )
@@ -118,9 +133,10 @@ class WorkerThread:
             await_job = self._await_job
             # Decided once: a pool without ``latency`` reads no clock per job.
             timing = line.latency
-            timings = self.timings
+            record_wait = self.waited.append
+            record_run = self.ran.append
+            ran = self.ran
             now = clock
-            run_base = RUN - 12  # bucket_index()'s offset, plus where the run histogram starts
             set_current_runner(self)
             if debug_enabled():
                 try:  # noqa: SIM105 - the except says why
@@ -158,17 +174,13 @@ class WorkerThread:
                             except BaseException as exc:  # delivered, as ThreadPoolExecutor does
                                 outcome = exc
                             if timing:
-                                # Counted before delivery, so a caller that has its
-                                # outcome finds it counted. _histogram.bucket_index()
-                                # twice, inlined (docs/performance.md, "Latency").
-                                ran = now() - started
-                                waited = started - job.joined
-                                if timings is None:
-                                    timings = self.timings = new_timings()
-                                b = (waited | 7).bit_length()
-                                timings[(b << 2) + (waited >> (b - 3)) - 12] += 1
-                                b = (ran | 7).bit_length()
-                                timings[(b << 2) + (ran >> (b - 3)) + run_base] += 1
+                                # Kept before delivery, so a caller that has its
+                                # outcome finds it counted (docs/design.md, "Latency
+                                # histograms").
+                                record_run(now() - started)
+                                record_wait(started - job.joined)
+                                if len(ran) >= FOLD_AT:
+                                    self.fold()
                         if offers_before_delivering:
                             if job.future is not None:
                                 # set_result() runs the caller's done-callbacks:
@@ -264,6 +276,51 @@ class WorkerThread:
         except BaseException:
             pass  # a broken logging setup must not undo the recovery
         return held
+
+    def fold(self) -> None:
+        """On this worker's thread: count the raw times it keeps into its histograms."""
+        with self.fold_lock:  # a reader copies under it: never half a fold
+            try:
+                timings = self.timings
+                if timings is None:
+                    timings = self.timings = new_timings()
+                fold(self.waited, timings, WAIT)
+                fold(self.ran, timings, RUN)
+            finally:
+                # Cleared, not replaced: the worker loop holds their append methods.
+                self.waited.clear()
+                self.ran.clear()
+
+    def timings_now(self, *, forked: bool = False) -> list[int] | None:
+        """
+        From any thread: this worker's histograms, with the times it has not counted yet.
+
+        A new list, or ``None`` while it has timed no job. The copies are
+        taken under ``fold_lock``, so a time is in exactly one of them; the
+        worker appends raw times without it (an append is atomic). In a
+        forked child (*forked*), where the lock may stay held by a thread
+        that is gone, the lists are read as they stand.
+        """
+        if self.ran is _UNTIMED:
+            return None  # its pool does not time its jobs
+        lock = self.fold_lock
+        locked = not forked and lock.acquire()
+        try:
+            timings = self.timings
+            # Each copy is one C call, atomic under the GIL.
+            counted = None if timings is None else timings[:]
+            waited = self.waited[:]
+            ran = self.ran[:]
+        finally:
+            if locked:
+                lock.release()
+        if not waited and not ran:
+            return counted
+        if counted is None:
+            counted = new_timings()
+        fold(waited, counted, WAIT)
+        fold(ran, counted, RUN)
+        return counted
 
     def _block_until_ready(self, ready: Callable[[], None]) -> None:
         # Flag first, then look at ``retiring``: interpreter exit marks every
