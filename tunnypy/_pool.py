@@ -69,8 +69,8 @@ class Pool(Generic[P, R]):
         latency: Time every job, for :attr:`PoolStats.wait` and
             :attr:`PoolStats.run`. Off by default: then no clock is read for
             a call and both summaries stay empty (``count`` 0). On, it costs
-            three clock reads and two bucket counts per job, about 0.6 µs
-            (docs/performance.md, "Latency").
+            three clock reads per job and bucket counts in batches, about
+            0.3 µs (docs/performance.md, "Latency").
 
     Raises:
         TypeError, ValueError: *size* or *max_waiting* is not a non-negative
