@@ -40,6 +40,11 @@ LOOPS = [
 ]
 
 
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """A new loop of *kind*, not running."""
+    return uvloop.new_event_loop() if kind == "uvloop" else asyncio.new_event_loop()
+
+
 def run_on(kind: str, main: Coroutine[Any, Any, T]) -> T:
     """Run *main* on a new loop of *kind*, as ``asyncio.run`` does."""
     if kind == "uvloop":
@@ -424,6 +429,79 @@ class TestLoops:
             assert (stats.completed, stats.workers, stats.idle) == (3, 1, 1)
             assert not task.done()
         del task
+        gc.collect()
+
+    @pytest.mark.parametrize("kind", LOOPS)
+    def test_closed_loops_calls_leave_the_line_as_its_thread_moves_on(self, kind: str) -> None:
+        """A loop closed with calls in line: the thread's next aprocess withdraws them first."""
+        gate = Gate()
+        with tunnypy.Pool.from_callback(1) as pool:
+            held = pool.submit(gate)
+            assert gate.started.wait(WAIT)
+            loop = new_loop(kind)
+            tasks = [loop.create_task(pool.aprocess(lambda: "never")) for _ in range(3)]
+            loop.run_until_complete(until(lambda: pool.queue_length == 3, "three in line"))
+            loop.close()  # its tasks are still pending, and never run again
+
+            async def main() -> object:
+                call = asyncio.ensure_future(pool.aprocess(lambda: "next"))
+                await until(lambda: pool.queue_length == 1, "the new call alone in line")
+                assert pool.stats().cancelled == 3
+                gate.release.set()
+                return await asyncio.wait_for(call, WAIT)
+
+            assert run_on(kind, main()) == "next"
+            held.result(WAIT)
+            stats = pool.stats()
+            assert (stats.completed, stats.cancelled, stats.waiting) == (2, 3, 0)
+        del tasks
+        gc.collect()
+
+    @pytest.mark.parametrize("kind", LOOPS)
+    def test_first_delivery_to_a_closed_loop_withdraws_the_rest(self, kind: str) -> None:
+        """The wake of one served call finds the loop closed; its calls still in line leave it."""
+        gate = Gate()
+        with tunnypy.Pool.from_callback(1) as pool:
+            held = pool.submit(gate)
+            assert gate.started.wait(WAIT)
+            loop = new_loop(kind)
+            tasks = [loop.create_task(pool.aprocess(lambda: "dropped")) for _ in range(4)]
+            loop.run_until_complete(until(lambda: pool.queue_length == 4, "four in line"))
+            loop.close()
+            # The worker serves the first, takes the second, then delivers the
+            # first: that wake finds the loop closed, with two calls in line.
+            gate.release.set()
+            held.result(WAIT)
+            wait_for(lambda: pool.stats().cancelled == 2, "the last two withdrawn")
+            wait_for(lambda: pool.stats().completed == 3, "the second served")
+            assert pool.stats().waiting == 0
+            assert pool.process(lambda: "next") == "next"
+        del tasks
+        gc.collect()
+
+    def test_closed_with_its_wakes_scheduled_withdraws_the_rest(self) -> None:
+        """A loop closed while its wakes wait to run: the next wake withdraws what is in line."""
+        hold, first, second = Gate(), Gate(), Gate()
+        with tunnypy.Pool.from_callback(1) as pool:
+            held = pool.submit(hold)
+            assert hold.started.wait(WAIT)
+            loop = asyncio.new_event_loop()
+            tasks = [
+                loop.create_task(pool.aprocess(payload))
+                for payload in (first, second, lambda: 3, lambda: 4)
+            ]
+            loop.run_until_complete(until(lambda: pool.queue_length == 4, "four in line"))
+            hold.release.set()
+            assert first.started.wait(WAIT)
+            first.release.set()  # its wake schedules a run on the loop, which is not running
+            assert second.started.wait(WAIT)
+            loop.close()  # drops that run
+            second.release.set()  # its wake finds the loop closed; the third is taken
+            held.result(WAIT)
+            wait_for(lambda: pool.stats().cancelled == 1, "the fourth withdrawn")
+            wait_for(lambda: pool.stats().completed == 4, "the third served")
+            assert pool.stats().waiting == 0
+        del tasks
         gc.collect()
 
     def test_close_refuses_waiting_async_callers(self, run: Runner[None]) -> None:

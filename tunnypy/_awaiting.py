@@ -49,7 +49,7 @@ class LoopWakes:
     schedules itself for the next turn while more wait.
     """
 
-    __slots__ = ("__weakref__", "lock", "loop_ref", "pending", "scheduled")
+    __slots__ = ("__weakref__", "lines", "lock", "loop_ref", "pending", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
@@ -61,13 +61,33 @@ class LoopWakes:
         self.lock = _thread.allocate_lock()
         self.pending: deque[AsyncWaker] = deque()
         self.scheduled = False  # a run is scheduled on the loop, or running
+        # The lines its coroutines have waited in, by id, held weakly: where
+        # to look for their jobs once the loop is found closed (see sweep).
+        self.lines: dict[int, weakref.ref[Line]] = {}
+
+    def note_line(self, line: Line) -> None:
+        """On the loop's thread: a coroutine of this loop is about to wait in *line*."""
+        ref = self.lines.get(id(line))
+        if ref is None or ref() is not line:
+            self.lines[id(line)] = weakref.ref(line)
 
     def wake(self, waker: AsyncWaker) -> None:
         with self.lock:
             self.pending.append(waker)
             if self.scheduled:
-                return
-            self.scheduled = True
+                loop = self.loop_ref()
+                if loop is not None and not loop.is_closed():
+                    return
+                # Closed with a run scheduled, which close() dropped.
+                self.pending.clear()
+                self.scheduled = False
+                closed = True
+            else:
+                self.scheduled = True
+                closed = False
+        if closed:
+            self.sweep()
+            return
         try:
             self._schedule()
         except BaseException:
@@ -87,6 +107,30 @@ class LoopWakes:
         with self.lock:
             self.pending.clear()
             self.scheduled = False
+        self.sweep()
+
+    def sweep(self) -> None:
+        """
+        The loop is closed: withdraw its coroutines' jobs still in line, as cancelled.
+
+        No one will ever await them. Skipped for a line whose lock is held,
+        which may be this thread's own (a wake given under the lock): its
+        jobs go on waiting until the next sweep, or run as before.
+        """
+        for ref in list(self.lines.values()):
+            line = ref()
+            if line is None or not line.lock.acquire(blocking=False):
+                continue
+            try:
+                stranded = [
+                    job
+                    for job in line.waiting
+                    if isinstance(job.waker, AsyncWaker) and job.waker.wakes is self
+                ]
+            finally:
+                line.lock.release()
+            for job in stranded:
+                line.withdraw(job, CANCELLED)
 
     def run(self) -> None:
         """On the loop's thread: resolve the oldest waiting wakes, then yield the turn."""
@@ -117,6 +161,11 @@ def loop_wakes(loop: asyncio.AbstractEventLoop) -> LoopWakes:
     """On *loop*'s thread: its ``LoopWakes``, shared by every call awaited on it."""
     wakes = _local.wakes
     if wakes is None or wakes.loop_ref() is not loop:
+        if wakes is not None:
+            last = wakes.loop_ref()
+            if last is None or last.is_closed():
+                # This thread's last loop was closed with calls in line.
+                wakes.sweep()
         wakes = _local.wakes = LoopWakes(loop)
     return wakes
 
@@ -175,6 +224,7 @@ async def call_async(
         BaseException: What the job raised, with its traceback.
     """
     waker = AsyncWaker(loop)
+    waker.wakes.note_line(line)
     job.waker = waker
     timed_out = False
     try:

@@ -458,11 +458,16 @@ class Pool(Generic[P, R]):
         makes a task, and ``wrap_future(submit(x))`` a
         ``concurrent.futures.Future``.
 
-        Not guaranteed: a loop closed without cancelling its tasks
-        (``loop.close()`` after ``run_until_complete``) can tell no one; its
-        job stays in line until a worker takes it, runs, and its outcome is
-        dropped (counted as completed or failed). ``asyncio.run`` cancels its
-        tasks, so their jobs are withdrawn. A job that runs an event loop
+        A loop closed without cancelling its tasks (``loop.close()`` after
+        ``run_until_complete``) tells no one; its calls still in line are
+        withdrawn, counted as cancelled, when the thread that ran it next
+        calls ``aprocess`` (on another loop), or when a worker's delivery to
+        that loop finds it closed. ``asyncio.run`` cancels its tasks, so their
+        jobs are withdrawn at once.
+
+        Not guaranteed: until one of those happens, such calls stay in line,
+        and a worker may take and run one (its outcome is dropped, counted as
+        completed or failed), as it may one it took before the sweep. A job that runs an event loop
         calling ``aprocess`` on its own pool holds its worker as ``process``
         does and is checked for deadlock the same way.
 
