@@ -11,7 +11,7 @@ import tunnypy
 from tests.helpers import double
 from tests.process_helpers import ChildWorker, square
 
-BAD_OPTIONS = [
+BAD_OPTIONS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"isolation": "threads"}, ValueError, "isolation must be 'thread', 'process' or an object"),
     ({"isolation": 3}, TypeError, "isolation must be 'thread', 'process' or an object"),
     (
@@ -58,7 +58,7 @@ BAD_OPTIONS = [
 ]
 
 
-def _ids(case: tuple[dict[str, Any], type, str]) -> str:
+def _ids(case: tuple[dict[str, Any], type[Exception], str]) -> str:
     return ",".join(f"{k}={v!r}" for k, v in case[0].items())
 
 
