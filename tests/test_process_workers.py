@@ -145,13 +145,14 @@ class TestInterrupt:
         self, board: Board
     ) -> None:
         """After kill_grace the child is killed; the caller had its error at its deadline."""
-        with process_pool(1, board, kill_grace=0.5) as pool:
+        with process_pool(1, board) as pool:  # kill_grace: 1 s, the default
             first = pool.process(pid)
             start = time.monotonic()
             with pytest.raises(tunnypy.JobTimedOutError):
                 pool.process_timed(Stuck(board, "stuck"), 0.1)
             # At its deadline, not kill_grace later.
-            assert time.monotonic() - start < 0.5
+            assert time.monotonic() - start < 0.9
+            assert alive(first)
             wait_for(lambda: not alive(first), "the stuck child to be killed")
             second = pool.process(pid)
             assert second != first
@@ -222,6 +223,26 @@ class TestCrash:
         assert pool.process(pid) != first
         stats = pool.stats()
         assert (stats.crashed, stats.respawned, stats.failed) == (1, 1, 0)
+
+    def test_a_factory_failing_as_a_child_is_replaced_fails_the_next_job_only(
+        self, board: Board
+    ) -> None:
+        """The job that finds no child gets WorkerCrashedError naming the factory's error."""
+        flag = board.flag("fail")
+        with tunnypy.Pool(1, FailWhen(flag), isolation="process") as pool:
+            first = pool.process(pid)
+            flag.set()
+            os.kill(first, 9)
+            wait_for(lambda: not alive(first), "the child to die")
+            with pytest.raises(
+                tunnypy.WorkerCrashedError,
+                match="worker process could not be started again: BoomError: told to fail",
+            ) as caught:
+                pool.process(pid)
+            assert isinstance(caught.value.__cause__, BoomError)
+            os.remove(flag.path)
+            assert pool.process(pid) not in (first, os.getpid())
+            assert pool.stats().crashed == 1
 
 
 class TestRecycle:
