@@ -7,6 +7,7 @@ pickles; a child and the test meet on a :class:`Board` (files), never by sleepin
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import time
@@ -26,6 +27,8 @@ from tests.process_helpers import (
     FailWhen,
     Grow,
     Held,
+    ReadyWorker,
+    Recorded,
     Stuck,
     UntilInterrupted,
     alive,
@@ -105,6 +108,21 @@ class TestWhereWorkersLive:
         assert pool.close(timeout=WAIT)
         assert set(map(int, board.lines("terminated"))) == pids
         wait_for(lambda: not any(alive(p) for p in pids), "the children to end")
+
+    def test_block_until_ready_runs_in_the_child_before_each_job(self, board: Board) -> None:
+        """It runs there after the factory and after each job; the worker waits for it."""
+        with tunnypy.Pool(1, functools.partial(ReadyWorker, board), isolation="process") as pool:
+            child = pool.process(pid)
+            wait_for(lambda: len(board.lines("ready")) == 2, "block_until_ready after the job")
+            board.flag("ready.hold").set()
+            pool.process(Recorded(board, "first"))
+            assert board.flag("ready.inside").wait()  # held after the first job
+            second = pool.submit(Recorded(board, "second"))
+            wait_for(lambda: pool.stats().waiting == 1, "the second call to wait in line")
+            assert [line.split()[0] for line in board.lines("order")] == ["first"]
+            board.flag("ready.go").set()
+            assert second.result(WAIT) == "second"
+            assert set(board.lines("ready")) == {str(child)}
 
 
 class TestInterrupt:
