@@ -458,8 +458,8 @@ def process_kill(config: Config) -> list[ScenarioResult]:
                 "a job stuck in C ends only at the SIGKILL pebble sends 3 s later: "
                 "pebble.CONSTS.term_timeout); the job is sum(range(10**11)), one C call "
                 "that neither releases the GIL nor checks signals, so only killing the child "
-                "stops it; serves_again_ms: from the timeout error until a no-op call on the same pool "
-                "returns (the kill, a new child, its factory)"
+                "stops it; serves_again_ms: from the timeout error until a no-op call on the "
+                "same pool returns (the kill, a new child, its factory)"
             ),
         )
     ]
