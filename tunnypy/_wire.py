@@ -39,8 +39,10 @@ _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
 
 
-class _Picklers(threading.local):
-    """This thread's pickler, kept between sends: making one costs more than a small send."""
+class _Pickling:
+    """A pickler kept between sends (making one costs more than a small send) and its output."""
+
+    __slots__ = ("chunks", "pickler")
 
     def __init__(self) -> None:
         self.chunks: list[Any] = []
@@ -56,7 +58,13 @@ class _Sink:
         self.write = write
 
 
-_picklers = _Picklers()
+class _Spare(threading.local):
+    """This thread's idle pickling, or None while a send (perhaps one inside it) uses it."""
+
+    pickling: _Pickling | None = None
+
+
+_spare = _Spare()
 
 
 def send(conn: Connection, obj: object) -> None:
@@ -74,10 +82,13 @@ def send(conn: Connection, obj: object) -> None:
     during the write leaves the connection unusable (as with
     ``Connection.send``). One sender at a time per connection.
     """
-    local = _picklers
-    chunks = local.chunks
+    spare = _spare
+    # A send from inside pickling (a __reduce__, a finalizer) gets a pickler of its own.
+    pickling = spare.pickling or _Pickling()
+    spare.pickling = None
+    chunks = pickling.chunks
     try:
-        local.pickler.dump(obj)
+        pickling.pickler.dump(obj)
         if len(chunks) == 1:
             conn.send_bytes(chunks[0])
             return
@@ -88,8 +99,9 @@ def send(conn: Connection, obj: object) -> None:
         _write_all(conn.fileno(), [header, *chunks])
     finally:
         # The memo and the chunks hold the payload: let it go with the call.
-        local.pickler.clear_memo()
+        pickling.pickler.clear_memo()
         chunks.clear()
+        spare.pickling = pickling
 
 
 def _write_all(fd: int, buffers: list[Any]) -> None:

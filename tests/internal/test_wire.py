@@ -363,3 +363,25 @@ class TestPayloadLifetime:
         del obj
         gc.collect()
         assert ref() is None
+
+
+class SendsWhilePickled:
+    """Pickling it sends another object on the same thread first (as a finalizer might)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def __reduce__(self) -> Any:
+        _wire.send(self.conn, "inner")
+        return (str, ("outer",))
+
+
+class TestReentrancy:
+    def test_a_send_inside_pickling_leaves_the_outer_send_whole(
+        self, pipe: tuple[Connection, Connection]
+    ) -> None:
+        """A send made on the same thread while send pickles does not disturb the outer one."""
+        reader, writer = pipe
+        _wire.send(writer, [b"u" * 100, SendsWhilePickled(writer), b"v" * 100])
+        assert _wire.recv(reader) == "inner"
+        assert _wire.recv(reader) == [b"u" * 100, "outer", b"v" * 100]
