@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,18 @@ class TestProcessSmokeRun:
         [one_pass] = smoke_run["passes"]
         assert len(one_pass["loadavg_start"]) == 3
         assert len(one_pass["loadavg_end"]) == 3
+
+
+def test_the_wire_benchmark_runs_and_leaves_no_segment() -> None:
+    """``python -m benchmarks.wire`` reports its three ways and leaves nothing in /dev/shm."""
+    before = set(os.listdir("/dev/shm"))
+    command = [sys.executable, "-m", "benchmarks.wire", "--mib", "1", "--rounds", "1"]
+    command += ["--small-calls", "20", "--large-calls", "1"]
+    done = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "small call round trip: plain" in done.stdout
+    assert "1 MiB bytes round trip: plain" in done.stdout
+    assert "shm" in done.stdout
+    assert not {n for n in set(os.listdir("/dev/shm")) - before if n.startswith("tunnypy-wire-")}
