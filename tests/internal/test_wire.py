@@ -329,6 +329,34 @@ class TestCopies:
         assert data == got
         assert peak < BIG * 9 // 8
 
+    def test_numpy_arrays_cross_as_their_buffers(
+        self, pipe: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A NumPy array's data is written in place and received with one allocation."""
+        np = pytest.importorskip("numpy")
+        array = np.arange(BIG // 4, dtype=np.float32)
+        written: list[Any] = []
+        real = os.writev
+
+        def spying(fd: int, buffers: list[Any]) -> int:
+            written.extend(view.obj for view in buffers)
+            return real(fd, buffers)
+
+        monkeypatch.setattr(os, "writev", spying)
+        reader, writer = pipe
+        thread = threading.Thread(target=send_all, args=(writer, [array]), name="wire-writer")
+        thread.start()
+        tracemalloc.start()
+        try:
+            got = _wire.recv(reader)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            thread.join(WAIT)
+        assert (array == got).all()
+        assert any(obj is array for obj in written)
+        assert peak < array.nbytes * 9 // 8
+
 
 def drain(conn: Connection, into: bytearray) -> None:
     """Read one message's bytes into *into*, allocating nothing on the way."""
