@@ -8,7 +8,6 @@ that exists once set, waited for with a bounded poll.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import signal
@@ -20,8 +19,9 @@ from typing import Any
 import attrs
 
 import tunnypy
-from tests.helpers import WAIT
 
+WAIT = 10.0
+"""As tests.helpers.WAIT, which is not imported here: children need not import pytest."""
 _POLL = 0.001
 
 
@@ -93,8 +93,13 @@ class ChildWorker(tunnypy.BaseWorker[Any, Any]):
 
     def interrupt(self) -> None:
         self.interrupts += 1
-        if self.board is not None:
-            self.board.append("interrupts", str(self.pid))
+        board = self.board
+        if board is not None:
+            board.append("interrupts", str(self.pid))
+            if board.flag("interrupt.hold").is_set():  # a slow interrupt(), when asked for
+                board.flag("interrupt.inside").set()
+                if not board.flag("interrupt.leave").wait():
+                    raise AssertionError("interrupt() was never let go")
 
     def terminate(self) -> None:
         if self.board is not None:
@@ -170,6 +175,16 @@ def rss(worker: ChildWorker) -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def running(pid: int) -> bool:
+    """Whether process *pid* exists and is not a zombie (dead, waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rpartition(b")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != b"Z"
+
+
 def alive(pid: int) -> bool:
     """Whether process *pid* exists (a zombie counts: it is not reaped)."""
     try:
@@ -180,6 +195,8 @@ def alive(pid: int) -> bool:
 
 
 def segfault(worker: ChildWorker) -> Any:
+    import ctypes  # noqa: PLC0415 - only the crashing child needs it
+
     ctypes.string_at(0)  # reads address 0: SIGSEGV
 
 

@@ -79,8 +79,9 @@ def _open_host(
             if value is not None
         ]
         if given:
+            verb = "applies" if len(given) == 1 else "apply"
             msg = (
-                f"{', '.join(given)} applies only to workers in processes "
+                f"{' and '.join(given)} {verb} only to workers in processes "
                 "(isolation='process'), and this pool's workers are threads"
             )
             raise ValueError(msg)
