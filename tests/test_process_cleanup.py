@@ -144,6 +144,9 @@ def _cycle() -> list[int]:
 class TestNoLeaks:
     """Many pools made and closed leave no fd, thread or child behind."""
 
+    # 200 child starts take a few seconds of CPU; on a loaded machine they
+    # took over a minute of wall time.
+    @pytest.mark.timeout(240)
     def test_200_create_close_cycles(self) -> None:
         """fds, threads and children return to where they were."""
         _cycle()  # the forkserver and its resource tracker start once, and stay

@@ -161,7 +161,6 @@ class _ProcessHost:
         self.options = options
         self.lock = threading.Lock()
         self.proxies: weakref.WeakSet[_ChildWorker] = weakref.WeakSet()
-        self.closed = False
         self.respawned = 0
         self.killed = 0
         self.crashed = 0
@@ -235,7 +234,6 @@ class _ProcessHost:
         # Every proxy has been terminated by now, unless interpreter exit
         # left one in block_until_ready: kill what is left.
         with self.lock:
-            self.closed = True
             proxies = list(self.proxies)
         for proxy in proxies:
             proxy.drop(kill=True)
