@@ -18,6 +18,7 @@ from ._histogram import LatencySummary
 from ._job import interrupted
 from ._limiter import Limiter
 from ._pool import Pool, PoolStats
+from ._process import Processes
 from ._runner import SingleRunner
 from ._token import CancelToken
 from ._worker import BaseWorker, Worker
@@ -30,6 +31,7 @@ from .exceptions import (
     PoolStalledError,
     TunnypyError,
     WorkerClosedError,
+    WorkerCrashedError,
 )
 
 try:
@@ -53,11 +55,13 @@ __all__ = [
     "PoolDeadlockError",
     "PoolStalledError",
     "PoolStats",
+    "Processes",
     "SingleFlight",
     "SingleRunner",
     "TunnypyError",
     "Worker",
     "WorkerClosedError",
+    "WorkerCrashedError",
     "__version__",
     "interrupted",
 ]

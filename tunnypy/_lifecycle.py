@@ -25,6 +25,7 @@ import attrs
 
 from ._checks import deadline_in
 from ._histogram import EMPTY, RUN, WAIT, LatencySummary, merged, new_timings, summarize
+from ._isolation import Host, IsolationStats
 from ._job import DONE, REJECTED, RUNNING, WAITING, Job
 from ._line import Line, Taker
 from ._log import debug_enabled, log
@@ -89,6 +90,18 @@ class PoolStats:
     """Workers started in place of workers that left because they failed."""
     factory_failures: int = 0
     """Calls of the worker factory that raised (or returned no worker) while replacing."""
+    respawned: int = 0
+    """
+    Worker processes started in place of one killed, crashed or recycled
+    (``isolation="process"``; 0 for threads). The worker thread stays: this
+    is not counted in :attr:`replaced`.
+    """
+    killed: int = 0
+    """Worker processes killed because a job outlived its ``kill_grace``."""
+    crashed: int = 0
+    """Worker processes that died on their own (a signal, ``os._exit``, the OOM killer)."""
+    recycled: int = 0
+    """Worker processes replaced between jobs (``max_jobs_per_child``, ``max_memory_per_child``)."""
     wait: LatencySummary = EMPTY
     """
     How long jobs waited, from the call joining the line until a worker
@@ -112,8 +125,13 @@ class Lifecycle:
         factory: Callable[[], Worker[Any, Any]],
         line: Line,
         stall_timeout: float | None = None,
+        host: Host | None = None,
     ) -> None:
         self.factory = factory
+        # Where the workers run when not on their threads (_isolation.py);
+        # closed once the pool is closed and every worker has ended.
+        self.host = host
+        self.host_closed = False
         self.line = line
         self.stall_timeout = stall_timeout
         self.resize_lock = threading.Lock()
@@ -510,6 +528,19 @@ class Lifecycle:
         if watchers is not None:
             for waker in watchers:
                 waker.wake()
+        self._close_host_when_done()
+
+    def _close_host_when_done(self) -> None:
+        # Host.close() once, after every worker's terminate() (docs/design.md, "Isolation").
+        with self.line.lock:
+            host = self.host
+            if host is None or self.host_closed or not self.line.closed or self.workers:
+                return
+            self.host_closed = True
+        try:
+            host.close()
+        except BaseException:
+            _log_quietly(log.exception, "host_close_failed")
 
     # -- replacement ---------------------------------------------------------
 
@@ -722,6 +753,8 @@ class Lifecycle:
             raise error
         if first:
             log.info("pool_closed", workers=len(everyone), refused=len(refused))
+        if not everyone:
+            self._close_host_when_done()
         if wait:
             # A grow in another thread may have listed workers it has not
             # started yet, which _join() cannot wait for: let it start them
@@ -792,7 +825,16 @@ class Lifecycle:
         timings = [t for t in (w.timings_now() for w in timed) if t is not None]
         timings.append(retired)
         total = merged(timings)
-        return attrs.evolve(stats, wait=summarize(total, WAIT), run=summarize(total, RUN))
+        host = self.host.stats() if self.host is not None else IsolationStats()
+        return attrs.evolve(
+            stats,
+            wait=summarize(total, WAIT),
+            run=summarize(total, RUN),
+            respawned=host.respawned,
+            killed=host.killed,
+            crashed=host.crashed,
+            recycled=host.recycled,
+        )
 
 
 def _describe(error: BaseException) -> str:
@@ -1019,6 +1061,8 @@ def _after_fork_in_child() -> None:
         lifecycle.recruits.clear()
         lifecycle.line.lock = _thread.allocate_lock()
         lifecycle.resize_lock = threading.Lock()
+        # The parent's remote workers are the parent's to end.
+        lifecycle.host_closed = True
 
 
 def _forget_waits_in_child() -> None:

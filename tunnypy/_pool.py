@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import math
 import sys
 import time
@@ -22,9 +23,11 @@ from ._awaiting import call_async
 from ._checks import check_size, check_timeout, deadline_in
 from ._future import JobFuture
 from ._histogram import clock as _clock
+from ._isolation import ChildOptions, Host
 from ._job import DONE, NO_CONTEXT, RUNNING, WAITING, Job, worker_tls
 from ._lifecycle import Lifecycle, PoolStats, awaited_at_exit, close_dropped_pool
 from ._line import CANCELLED, TIMED_OUT, Line
+from ._process import DEFAULT_KILL_GRACE, Processes
 from ._token import CancelToken
 from ._waker import Waker, yield_until_free
 from ._worker import CallbackWorker, FuncWorker, Worker
@@ -39,6 +42,56 @@ _monotonic = time.monotonic
 _INF = math.inf
 _MAX_FLOAT = sys.float_info.max
 _copy_context = contextvars.copy_context
+
+
+def _open_host(
+    isolation: object,
+    factory: Callable[[], Worker[Any, Any]],
+    kill_grace: float | None,
+    max_jobs_per_child: int | None,
+    max_memory_per_child: int | None,
+) -> Host | None:
+    """Check the isolation keywords; open the host of a pool not on threads (None for threads)."""
+    if isolation == "process":
+        isolation = Processes()
+    elif isolation != "thread" and not callable(getattr(isolation, "open", None)):
+        msg = (
+            "isolation must be 'thread', 'process' or an object with an open() method "
+            f"(got {type(isolation).__name__} {isolation!r})"
+        )
+        raise (ValueError if isinstance(isolation, str) else TypeError)(msg)
+    if kill_grace is not None:
+        kill_grace = check_timeout(kill_grace, "kill_grace")
+    if max_jobs_per_child is not None:
+        max_jobs_per_child = check_size(max_jobs_per_child, "max_jobs_per_child", positive=True)
+    if max_memory_per_child is not None:
+        max_memory_per_child = check_size(
+            max_memory_per_child, "max_memory_per_child", positive=True
+        )
+    if isolation == "thread":
+        given = [
+            name
+            for name, value in (
+                ("kill_grace", kill_grace),
+                ("max_jobs_per_child", max_jobs_per_child),
+                ("max_memory_per_child", max_memory_per_child),
+            )
+            if value is not None
+        ]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            msg = (
+                f"{' and '.join(given)} {verb} only to workers in processes "
+                "(isolation='process'), and this pool's workers are threads"
+            )
+            raise ValueError(msg)
+        return None
+    options = ChildOptions(
+        kill_grace=DEFAULT_KILL_GRACE if kill_grace is None else kill_grace,
+        max_jobs_per_child=max_jobs_per_child,
+        max_memory_per_child=max_memory_per_child,
+    )
+    return isolation.open(factory, options)  # type: ignore[attr-defined,no-any-return]
 
 
 def _check_callable_payload(payload: object) -> None:
@@ -71,12 +124,35 @@ class Pool(Generic[P, R]):
             a call and both summaries stay empty (``count`` 0). On, it costs
             three clock reads per job and bucket counts in batches, about
             0.3 µs (docs/performance.md, "Latency").
+        isolation: Where each worker object lives. ``"thread"`` (the
+            default): on its worker thread, in this process. ``"process"``
+            (the same as ``Processes()``): in a child process of its own, one
+            per worker, where the factory is called and every hook runs; a
+            job that outlives its caller's deadline is interrupted, then
+            killed after *kill_grace*, and its child replaced (see
+            :class:`Processes` and docs/processes.md). Or an object with an
+            ``open()`` method (such as :class:`Processes` with a start method,
+            or ``tunnypy.contrib.dask.DaskWorkers``).
+        kill_grace: Seconds between interrupting a running job whose caller
+            gave up and killing its process, if the job has not returned;
+            any non-negative real number (default 1.0). Not for threads.
+        max_jobs_per_child: Replace a worker's process after it has run this
+            many jobs, between jobs; ``None`` for no limit. Not for threads.
+        max_memory_per_child: Replace a worker's process, between jobs, once
+            its resident memory (read after each job) exceeds this many
+            bytes; ``None`` for no limit. Not for threads.
 
     Raises:
         TypeError, ValueError: *size* or *max_waiting* is not a non-negative
             int, *worker_factory* is not callable, or *stall_timeout* is not
             a non-negative number.
         TypeError: *latency* is not a bool.
+        TypeError, ValueError: *isolation* is none of the above; *kill_grace*
+            is not a non-negative number; *max_jobs_per_child* or
+            *max_memory_per_child* is not a positive int; or one of those
+            three was given to a pool of threads.
+        Exception: With processes, the factory (or *fn*) does not pickle
+            (``pickle.PicklingError`` and the like); no worker is started.
         TypeError: The factory returned an object without a callable
             ``process()``, or with a ``block_until_ready``, ``interrupt`` or
             ``terminate`` that is not callable; the workers already made are
@@ -94,8 +170,8 @@ class Pool(Generic[P, R]):
     ``<Pool closed idle=0 waiting=0>``.
 
     Not guaranteed: threads cannot be killed. A job that outlives its caller's
-    deadline runs on until it checks :func:`interrupted` or returns, and its
-    worker is out of rotation until then.
+    deadline runs on until it checks :func:`interrupted` or returns (a worker
+    in a process is killed after *kill_grace*), out of rotation until then.
     """
 
     __slots__ = ("__weakref__", "_finalizer", "_lifecycle", "_line")
@@ -108,8 +184,23 @@ class Pool(Generic[P, R]):
         max_waiting: int | None = None,
         stall_timeout: float | None = None,
         latency: bool = False,
+        isolation: object = "thread",
+        kill_grace: float | None = None,
+        max_jobs_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
     ) -> None:
-        self._init(size, worker_factory, None, max_waiting, stall_timeout, latency=latency)
+        self._init(
+            size,
+            worker_factory,
+            None,
+            max_waiting,
+            stall_timeout,
+            latency=latency,
+            isolation=isolation,
+            kill_grace=kill_grace,
+            max_jobs_per_child=max_jobs_per_child,
+            max_memory_per_child=max_memory_per_child,
+        )
 
     def _init(
         self,
@@ -120,6 +211,10 @@ class Pool(Generic[P, R]):
         stall_timeout: float | None,
         *,
         latency: bool,
+        isolation: object = "thread",
+        kill_grace: float | None = None,
+        max_jobs_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
     ) -> None:
         size = check_size(size)
         if not callable(worker_factory):
@@ -134,9 +229,20 @@ class Pool(Generic[P, R]):
         if not isinstance(latency, bool):
             msg = f"latency must be a bool (got {type(latency).__name__})"
             raise TypeError(msg)
+        host = _open_host(
+            isolation, worker_factory, kill_grace, max_jobs_per_child, max_memory_per_child
+        )
         line = Line(check, max_waiting, latency)
-        lifecycle = Lifecycle(worker_factory, line, stall_timeout)
-        lifecycle.set_size(size, False, None)
+        if host is None:
+            lifecycle = Lifecycle(worker_factory, line, stall_timeout)
+        else:
+            lifecycle = Lifecycle(host.new_worker, line, stall_timeout, host)
+        try:
+            lifecycle.set_size(size, False, None)
+        except BaseException:
+            if host is not None:
+                lifecycle.close(False, None)  # no worker is left; the host closes
+            raise
         self._line = line
         self._lifecycle = lifecycle
         awaited_at_exit.add(lifecycle)
@@ -151,20 +257,40 @@ class Pool(Generic[P, R]):
         max_waiting: int | None = None,
         stall_timeout: float | None = None,
         latency: bool = False,
+        isolation: object = "thread",
+        kill_grace: float | None = None,
+        max_jobs_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
     ) -> Pool[P, R]:
         """
         A pool whose every worker calls ``fn(payload)``.
 
+        With ``isolation="process"``, *fn* must pickle (a module-level
+        function, not a lambda); it is called in the workers' processes.
+
         Raises:
             TypeError: *fn* is not callable.
-            TypeError, ValueError: *size*, *max_waiting*, *stall_timeout* or
-                *latency* is invalid, as for :class:`Pool`.
+            TypeError, ValueError: *size*, *max_waiting*, *stall_timeout*,
+                *latency*, *isolation*, *kill_grace*, *max_jobs_per_child* or
+                *max_memory_per_child* is invalid, as for :class:`Pool`.
         """
         if not callable(fn):
             msg = f"fn must be callable (got {type(fn).__name__})"
             raise TypeError(msg)
         pool: Pool[P, R] = cls.__new__(cls)
-        pool._init(size, lambda: FuncWorker(fn), None, max_waiting, stall_timeout, latency=latency)
+        # A partial, not a lambda: it pickles when *fn* does (isolation="process").
+        pool._init(
+            size,
+            functools.partial(FuncWorker, fn),
+            None,
+            max_waiting,
+            stall_timeout,
+            latency=latency,
+            isolation=isolation,
+            kill_grace=kill_grace,
+            max_jobs_per_child=max_jobs_per_child,
+            max_memory_per_child=max_memory_per_child,
+        )
         return pool
 
     @staticmethod

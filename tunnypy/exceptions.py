@@ -18,6 +18,7 @@ __all__ = [
     "PoolStalledError",
     "TunnypyError",
     "WorkerClosedError",
+    "WorkerCrashedError",
 ]
 
 
@@ -74,4 +75,15 @@ class PoolStalledError(TunnypyError, RuntimeError):
     Its message names the last failure: the worker factory's exception, or
     the one that ended the last worker. Calls are refused with it until a
     worker is back.
+    """
+
+
+class WorkerCrashedError(TunnypyError, RuntimeError):
+    """
+    The worker's process died while it ran the job (``isolation="process"``).
+
+    Its message names the exit code or the signal (``killed by SIGSEGV``), or
+    that the pool killed it after ``kill_grace``; for another isolation, the
+    cause it reports. Only the job running then fails; the worker is started
+    again before it takes another job.
     """
