@@ -10,6 +10,9 @@ import tunnypy
 # What the gate between caller and worker decides (see _job.py's docstring).
 GUARDED = {"withdrawn"}
 OWNERS = {"_job.py", "_line.py"}
+# A child process keeps its own record of the job it runs (_process._ChildJob),
+# read by interrupted() there; no line Job is in a child.
+CHILD_RECORDS = {"_process.py"}
 
 
 class TestJobStateOwners:
@@ -32,4 +35,4 @@ class TestJobStateOwners:
                     if isinstance(target, ast.Attribute) and target.attr in GUARDED:
                         found.append((path.name, node.lineno))
         assert found, "the check found no assignment at all: it is looking in the wrong place"
-        assert [(name, line) for name, line in found if name not in OWNERS] == []
+        assert [(name, line) for name, line in found if name not in OWNERS | CHILD_RECORDS] == []
