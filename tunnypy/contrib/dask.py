@@ -1,0 +1,629 @@
+"""
+A pool's workers on a Dask cluster, for ``distributed`` (the ``dask`` extra).
+
+::
+
+    from tunnypy.contrib.dask import DaskWorkers
+
+    pool = tunnypy.Pool(4, make_worker, isolation=DaskWorkers(client))
+
+Each tunnypy worker is one Dask actor, made on the cluster by the pool's
+picklable factory and pinned to a Dask worker of its own: Dask runs every
+actor of one Dask worker on a single thread, so two would take turns. The
+waiting line, FIFO, stats and ``set_size`` stay in the local pool, which keeps
+one thread per actor, so an actor never has more than one call at a time.
+What this adds to Dask's actors, and what it costs, is in docs/scale-out.md.
+
+The Dask workers must be able to import ``tunnypy`` and the factory's module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import pickle
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
+
+import distributed
+
+from .._checks import check_size, check_timeout
+from .._isolation import ChildOptions, IsolationStats
+from .._job import Runner, interrupted, set_current_runner
+from .._log import log
+from .._process import RemoteTraceback
+from .._worker import BaseWorker, Worker, check_worker
+from ..exceptions import WorkerCrashedError
+
+__all__ = ["DaskWorkers"]
+
+_CHECK_EVERY = 0.5
+"""Seconds between two looks, while a job runs, at whether its Dask worker is still there."""
+_TERMINATE_TIMEOUT = 10.0
+"""Seconds a retiring worker's remote ``terminate()`` may take before its actor is let go."""
+_NO_OP_READY = BaseWorker.block_until_ready
+
+
+# --- the remote side: runs on a Dask worker ---------------------------------------------
+
+
+class _RemoteJob:
+    """The job an actor runs now, as ``tunnypy.interrupted()`` reads it there."""
+
+    __slots__ = ("seq", "withdrawn")
+
+    def __init__(self, seq: int, withdrawn: bool) -> None:
+        self.seq = seq
+        self.withdrawn = withdrawn
+
+
+class _Resident:
+    """
+    The Dask actor holding one tunnypy worker (private).
+
+    ``process``, ``ready`` and ``terminate`` run on the Dask worker's actor
+    thread; ``interrupt`` is a coroutine, so Dask runs it on the worker's event
+    loop while a job holds the actor thread (docs/scale-out.md, "How it works").
+    """
+
+    has_ready = False  # Dask reads an actor's attribute only if its class has it
+
+    def __init__(self, factory: Callable[[], Worker[Any, Any]]) -> None:
+        worker = factory()
+        check_worker(worker)
+        self._worker = worker
+        self.job: _RemoteJob | None = None
+        ready = getattr(worker, "block_until_ready", None)
+        self.has_ready = ready is not None and getattr(ready, "__func__", None) is not _NO_OP_READY
+
+    def process(self, seq: int, data: bytes, withdrawn: bool) -> tuple[Any, ...]:
+        job = self.job = _RemoteJob(seq, withdrawn)
+        # The actor thread is Dask's: it becomes this job's runner for interrupted().
+        set_current_runner(cast(Runner, self))
+        try:
+            try:
+                result = self._worker.process(pickle.loads(data))
+            except BaseException as exc:  # delivered, as a thread worker's is
+                return _failure(exc)
+            try:
+                return (True, pickle.dumps(result, protocol=5))
+            except Exception as exc:
+                kind = type(result).__qualname__
+                return _failure(TypeError(f"job result of type {kind} cannot be pickled: {exc}"))
+        finally:
+            if self.job is job:
+                self.job = None
+
+    async def interrupt(self, seq: int) -> None:
+        # On the event loop: the job named by *seq* only, never the one after it.
+        job = self.job
+        if job is None or job.seq != seq:
+            return
+        job.withdrawn = True
+        hook = getattr(self._worker, "interrupt", None)
+        if hook is not None:
+            try:
+                hook()
+            except Exception:
+                log.exception("interrupt_failed", seq=seq)
+
+    def ready(self) -> None:
+        self._worker.block_until_ready()
+
+    def terminate(self) -> None:
+        hook = getattr(self._worker, "terminate", None)
+        if hook is not None:
+            hook()
+
+
+def _failure(exc: BaseException) -> tuple[Any, ...]:
+    text = "".join(traceback.format_exception(exc))
+    try:
+        data: bytes | None = pickle.dumps(exc, protocol=5)
+    except Exception:
+        data = None
+    return (False, data, f"{type(exc).__qualname__}: {_safe_str(exc)}", text)
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return "<str() failed>"
+
+
+def _unpack(reply: tuple[Any, ...]) -> Any:
+    if reply[0]:
+        return pickle.loads(reply[1])
+    _, data, kind, text = reply
+    exc: BaseException | None = None
+    if data is not None:
+        with contextlib.suppress(Exception):
+            exc = pickle.loads(data)
+    if not isinstance(exc, BaseException):
+        exc = RuntimeError(f"{kind} (the exception did not pickle)")
+    exc.__cause__ = RemoteTraceback(text)
+    raise exc
+
+
+# --- the local side ---------------------------------------------------------------------
+
+_claims_lock = threading.Lock()
+_claimed: dict[str, set[str]] = {}
+"""Per scheduler address, the Dask workers that hold a tunnypy worker of this process."""
+_asking: dict[str, int] = {}
+"""Per scheduler address, the claims waiting for the cluster to grow."""
+_dead: dict[str, set[str]] = {}
+"""Per scheduler address, Dask workers found lost or killed (a restarted one has a new address)."""
+
+
+async def _exit_now() -> None:
+    # Run by Client.run on the Dask worker's event loop to kill it; its nanny starts another.
+    os._exit(70)
+
+
+class DaskWorkers:
+    """
+    Where to run a pool's workers: one Dask actor each, on Dask workers of their own.
+
+    Pass it as ``Pool(size, factory, isolation=DaskWorkers(client))`` (or to
+    ``Pool.from_func``). The factory (or function) must be picklable; it runs
+    on the cluster, once per actor, and the Dask workers must import
+    ``tunnypy``. Payloads and results are pickled. Every promise of the pool
+    holds, and these are added (docs/scale-out.md):
+
+    - A caller that gives up (deadline, token, Ctrl-C, cancelled future) has
+      ``tunnypy.interrupted()`` turn true in its job on the Dask worker at
+      once, and the worker's ``interrupt()`` run there, never in the job
+      after it. If the job has not returned ``kill_grace`` seconds later, its
+      Dask worker is restarted through its nanny and a new actor made.
+    - A Dask worker lost during a job (killed, crashed, removed by the
+      scheduler) fails that job only, with :class:`tunnypy.WorkerCrashedError`;
+      the tunnypy worker is made again on another free Dask worker before its
+      next job.
+    - Growing the pool takes one free Dask worker per tunnypy worker; when
+      none is free and the client's cluster can scale (``LocalCluster``, any
+      ``SpecCluster``), the cluster is scaled up by one, and shrinking scales
+      it back down. A cluster that cannot grow fails the growth as a failing
+      factory does (:meth:`tunnypy.Pool.set_size` reports it).
+
+    One ``DaskWorkers`` may serve several pools; two pools (of this process)
+    never share a Dask worker. A client or cluster it was given is left as it
+    was; one it made (from an address, or :meth:`local`) is closed with the
+    last pool it served, after which it refuses new pools.
+
+    Args:
+        client: A ``distributed.Client``, or a scheduler address
+            (``"tcp://host:8786"``) to connect a new client to.
+        start_timeout: Seconds to wait for a free Dask worker and for the
+            factory to run on it, when a worker is made or made again.
+
+    Raises:
+        TypeError: *client* is neither a client nor an address string, or
+            *start_timeout* not a number.
+        ValueError: *start_timeout* is negative or NaN.
+
+    Not guaranteed: ``max_memory_per_child`` (refused: give the Dask workers a
+    ``memory_limit``; a worker their nanny ends for it is a lost worker); a
+    kill on Dask workers without a nanny (``processes=False``): the job runs
+    on, as a thread's would; that another process's pools on the same
+    cluster avoid these Dask workers.
+    """
+
+    def __init__(
+        self,
+        client: distributed.Client | str,
+        *,
+        start_timeout: float = 60.0,
+        _cluster: Any = None,
+    ) -> None:
+        self._start_timeout = check_timeout(start_timeout, "start_timeout")
+        if isinstance(client, str):
+            self._client = distributed.Client(client, set_as_default=False)
+            self._owns_client = True
+        elif isinstance(client, distributed.Client):
+            self._client = client
+            self._owns_client = False
+        else:
+            msg = (
+                "client must be a distributed.Client or a scheduler address "
+                f"(got {type(client).__name__})"
+            )
+            raise TypeError(msg)
+        self._cluster = _cluster
+        self._lock = threading.Lock()
+        self._hosts = 0
+        self._closed = False
+
+    @classmethod
+    def local(cls, n: int, *, processes: bool = True, **cluster_options: Any) -> DaskWorkers:
+        """
+        Start a ``LocalCluster`` of *n* one-thread Dask workers, for trying it on one machine.
+
+        Its dashboard is off unless *cluster_options* asks for one; they go to
+        ``LocalCluster``. The cluster and its client close with the last pool
+        that used them.
+
+        Raises:
+            TypeError: *n* is not an int.
+            ValueError: *n* is negative.
+        """
+        n = check_size(n, "n")
+        options: dict[str, Any] = {"threads_per_worker": 1, "dashboard_address": None}
+        options.update(cluster_options)
+        cluster = distributed.LocalCluster(n_workers=n, processes=processes, **options)
+        try:
+            client = distributed.Client(cluster, set_as_default=False)
+        except BaseException:
+            cluster.close()
+            raise
+        workers = cls(client, _cluster=cluster)
+        workers._owns_client = True
+        return workers
+
+    @property
+    def client(self) -> distributed.Client:
+        """The client the actors are made and called through."""
+        return self._client
+
+    def open(self, factory: Callable[[], Worker[Any, Any]], options: ChildOptions) -> _DaskHost:
+        """
+        Make the host of one pool's actors (called by the pool as it is made).
+
+        Raises:
+            ValueError: ``max_memory_per_child`` was given, or this object has
+                closed the client and cluster it made.
+        """
+        if options.max_memory_per_child is not None:
+            msg = (
+                "max_memory_per_child is not supported with DaskWorkers (got "
+                f"{options.max_memory_per_child!r}): give the dask workers a memory_limit"
+            )
+            raise ValueError(msg)
+        with self._lock:
+            if self._closed:
+                msg = "this DaskWorkers closed the client it made with its last pool; make another"
+                raise ValueError(msg)
+            self._hosts += 1
+        return _DaskHost(self, factory, options, self._start_timeout)
+
+    def _host_closed(self) -> None:
+        with self._lock:
+            self._hosts -= 1
+            if self._hosts or not self._owns_client:
+                return
+            self._closed = True
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+    def __repr__(self) -> str:
+        return f"DaskWorkers({self._client.scheduler.address!r})"
+
+
+class _DaskHost:
+    """One pool's actors: places them on free Dask workers, grows and shrinks the cluster."""
+
+    def __init__(
+        self,
+        owner: DaskWorkers,
+        factory: Callable[[], Worker[Any, Any]],
+        options: ChildOptions,
+        start_timeout: float,
+    ) -> None:
+        self.owner = owner
+        self.client = owner.client
+        self.factory = factory
+        self.kill_grace = options.kill_grace
+        self.max_jobs = options.max_jobs_per_child
+        self.start_timeout = start_timeout
+        self.scheduler = self.client.scheduler.address
+        self.loop = self.client.loop.asyncio_loop
+        self.lock = threading.Lock()
+        self.names = itertools.count()
+        self.tag = uuid.uuid4().hex[:8]
+        self.added = 0  # Dask workers the cluster was scaled up by for this pool
+        self.respawned = self.killed = self.crashed = self.recycled = 0
+        self.closed = False
+
+    def new_worker(self) -> _DaskWorker:
+        proxy = _DaskWorker(self)
+        proxy.start()
+        return proxy
+
+    def stats(self) -> IsolationStats:
+        with self.lock:
+            return IsolationStats(
+                respawned=self.respawned,
+                killed=self.killed,
+                crashed=self.crashed,
+                recycled=self.recycled,
+            )
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+        self.owner._host_closed()
+
+    def count(self, name: str) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def claim(self) -> str:
+        """A Dask worker no tunnypy worker of this process holds, scaling the cluster for one."""
+        deadline = time.monotonic() + self.start_timeout
+        asking = False
+        try:
+            while True:
+                workers = self.client.scheduler_info()["workers"]
+                with _claims_lock:
+                    claimed = _claimed.setdefault(self.scheduler, set())
+                    dead = _dead.get(self.scheduler, set())
+                    for address, info in workers.items():
+                        if (
+                            address not in claimed
+                            and address not in dead
+                            and info.get("status", "running") == "running"
+                        ):
+                            claimed.add(address)
+                            if asking:
+                                with self.lock:
+                                    self.added += 1
+                            return address
+                    if not asking:
+                        asking = True
+                        _asking[self.scheduler] = _asking.get(self.scheduler, 0) + 1
+                    wanted = len(claimed) + _asking[self.scheduler]
+                self._scale_to(wanted, len(workers))
+                if time.monotonic() >= deadline:
+                    msg = (
+                        f"no dask worker became free for a new tunnypy worker within "
+                        f"{self.start_timeout} s (the cluster has {len(workers)}, "
+                        f"{len(workers) - sum(a in claimed for a in workers)} free)"
+                    )
+                    raise TimeoutError(msg)
+                time.sleep(0.05)
+        finally:
+            if asking:
+                with _claims_lock:
+                    _asking[self.scheduler] -= 1
+
+    def _scale_to(self, wanted: int, present: int) -> None:
+        cluster = self.client.cluster
+        if cluster is None or not callable(getattr(cluster, "scale", None)):
+            msg = (
+                f"no free dask worker for a new tunnypy worker (the cluster's {present} "
+                "each hold one) and the cluster cannot be scaled from here: start more "
+                "dask workers, or use a client of a LocalCluster or SpecCluster"
+            )
+            raise RuntimeError(msg)
+        planned = len(getattr(cluster, "worker_spec", ())) or present
+        if wanted > planned:
+            cluster.scale(wanted)
+
+    def release(self, address: str, *, give_back: bool, dead: bool = False) -> None:
+        """Let another tunnypy worker have *address*; *give_back*: scale it away if added."""
+        with _claims_lock:
+            if dead:
+                # The scheduler may list a lost worker a while longer: never claim it again.
+                _dead.setdefault(self.scheduler, set()).add(address)
+            _claimed.get(self.scheduler, set()).discard(address)
+        if not give_back:
+            return
+        with self.lock:
+            if not self.added:
+                return
+            self.added -= 1
+        cluster = self.client.cluster
+        scale_down = getattr(cluster, "scale_down", None)
+        if scale_down is None:
+            return
+        try:
+            name = self.client.scheduler_info()["workers"][address]["name"]
+            cluster.sync(scale_down, [name])
+        except Exception:
+            log.exception("dask_scale_down_failed", worker=address)
+
+    def submit(self, address: str) -> distributed.Future:
+        key = f"tunnypy-{self.tag}-{next(self.names)}"
+        return self.client.submit(
+            _Resident,
+            self.factory,
+            actor=True,
+            workers=[address],
+            allow_other_workers=False,
+            key=key,
+        )
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+
+async def _awaited(actor_future: Any) -> Any:
+    return await actor_future
+
+
+class _DaskWorker:
+    """The pool-side proxy of one actor: a :class:`Worker` on the pool's worker thread."""
+
+    def __init__(self, host: _DaskHost) -> None:
+        self.host = host
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.address: str | None = None
+        self.actor: Any = None
+        self.future: distributed.Future | None = None
+        self.has_ready = False
+        self.seq = 0
+        self.running = False
+        self.kill_at: float | None = None
+        self.unkillable = False
+        self.jobs = 0
+
+    def start(self) -> None:
+        """Make the actor on a free Dask worker; returns once its factory ran there."""
+        host = self.host
+        address = host.claim()
+        future = None
+        try:
+            future = host.submit(address)
+            with host.client.as_current():  # the actor binds to this client
+                actor = future.result(timeout=max(host.start_timeout, 0.001))
+                has_ready = bool(actor.has_ready)
+        except BaseException:
+            if future is not None:
+                future.release()
+            host.release(address, give_back=True)
+            raise
+        self.address, self.future, self.actor, self.has_ready = address, future, actor, has_ready
+        self.jobs = 0
+        self.unkillable = False
+
+    def _drop(self, *, give_back: bool = False, dead: bool = False) -> None:
+        future, address = self.future, self.address
+        self.actor = self.future = self.address = None
+        if future is not None:
+            future.release()
+        if address is not None:
+            self.host.release(address, give_back=give_back, dead=dead)
+
+    def _lost(self) -> bool:
+        future = self.future
+        return future is None or future.status != "finished"
+
+    def block_until_ready(self) -> None:
+        if self.actor is not None and self._lost():
+            self.host.count("crashed")
+            self._drop(dead=True)
+        if self.actor is None:
+            self.start()
+            self.host.count("respawned")
+        elif self.host.max_jobs is not None and self.jobs >= self.host.max_jobs:
+            self._end_remote()
+            self._drop()
+            self.start()
+            self.host.count("recycled")
+        if self.has_ready:
+            self.actor.ready().result()
+
+    def process(self, payload: Any) -> Any:
+        data = pickle.dumps(payload, protocol=5)  # an unpicklable payload fails here
+        if self.actor is None or self._lost():
+            self._restart_for_call()
+        self.wake.clear()
+        with self.lock:
+            self.seq += 1
+            seq = self.seq
+            self.running = True
+            self.kill_at = None
+        try:
+            # Read after ``running`` is set: a caller that gave up before is seen
+            # here, one that gives up after sees ``running`` (interrupt()).
+            withdrawn = interrupted()
+            reply = self._wait(self.actor.process(seq, data, withdrawn))
+        finally:
+            with self.lock:
+                self.running = False
+                self.kill_at = None
+        self.jobs += 1
+        return _unpack(reply)
+
+    def _restart_for_call(self) -> None:
+        if self.actor is not None:
+            self.host.count("crashed")
+            self._drop(dead=True)
+        try:
+            self.start()
+        except Exception as exc:
+            msg = f"this worker's dask worker was lost and it could not be made again ({exc})"
+            raise WorkerCrashedError(msg) from exc
+        self.host.count("respawned")
+
+    def _wait(self, actor_future: Any) -> tuple[Any, ...]:
+        wake = self.wake
+        done = self.host.run(_awaited(actor_future))
+        done.add_done_callback(lambda _: wake.set())
+        while not done.done():
+            kill_at = self.kill_at
+            timeout = _CHECK_EVERY
+            if kill_at is not None and not self.unkillable:
+                timeout = min(timeout, kill_at - time.monotonic())
+            if timeout > 0:
+                wake.wait(timeout)
+            wake.clear()
+            if done.done():
+                break
+            if kill_at is not None and not self.unkillable and time.monotonic() >= kill_at:
+                address = self.address
+                if self._kill():
+                    msg = f"the job outlived kill_grace; its dask worker {address} was restarted"
+                    raise WorkerCrashedError(msg)
+            if self._lost():
+                done.cancel()
+                address = self.address
+                self.host.count("crashed")
+                self._drop(dead=True)
+                msg = f"the dask worker {address} holding this worker was lost during the job"
+                raise WorkerCrashedError(msg)
+        try:
+            return cast(tuple[Any, ...], done.result())
+        except Exception as exc:
+            address = self.address
+            self.host.count("crashed")
+            self._drop(dead=True)
+            msg = (
+                f"the dask worker {address} holding this worker was lost during the job "
+                f"({type(exc).__name__}: {exc})"
+            )
+            raise WorkerCrashedError(msg) from exc
+
+    def _kill(self) -> bool:
+        """End the Dask worker process running the job (its nanny starts another); False if none."""
+        host, address = self.host, self.address
+        info = host.client.scheduler_info()["workers"].get(address, {})
+        if not info.get("nanny"):
+            # No nanny: in-process, or a worker nothing would start again.
+            self.unkillable = True
+            log.warning("dask_worker_not_killable", worker=address)
+            return False
+        try:
+            host.client.run(_exit_now, workers=[address], wait=False)
+        except Exception:
+            log.exception("dask_worker_kill_failed", worker=address)
+        host.count("killed")
+        self._drop(dead=True)
+        return True
+
+    def interrupt(self) -> None:
+        with self.lock:
+            if not self.running:
+                return  # not begun (process() reads interrupted()) or already returned
+            seq = self.seq
+            actor = self.actor
+            self.kill_at = time.monotonic() + self.host.kill_grace
+        self.wake.set()
+        try:
+            actor.interrupt(seq)  # scheduled on the client's loop; not waited for
+        except Exception:
+            log.exception("dask_interrupt_failed", worker=self.address)
+
+    def _end_remote(self) -> None:
+        if self.actor is None or self._lost():
+            return
+        try:
+            self.actor.terminate().result(timeout=_TERMINATE_TIMEOUT)
+        except Exception:
+            log.exception("terminate_failed", worker=self.address)
+
+    def terminate(self) -> None:
+        self._end_remote()
+        self._drop(give_back=True)
+
