@@ -154,6 +154,10 @@ def _unpack(reply: tuple[Any, ...]) -> Any:
 
 # --- the local side ---------------------------------------------------------------------
 
+# distributed's annotations leave much of what is used here optional or untyped: held as Any.
+_Client: Any = distributed.Client
+_LocalCluster: Any = distributed.LocalCluster
+
 _claims_lock = threading.Lock()
 _claimed: dict[str, set[str]] = {}
 """Per scheduler address, the Dask workers that hold a tunnypy worker of this process."""
@@ -225,7 +229,7 @@ class DaskWorkers:
     ) -> None:
         self._start_timeout = check_timeout(start_timeout, "start_timeout")
         if isinstance(client, str):
-            self._client = distributed.Client(client, set_as_default=False)
+            self._client: Any = _Client(client, set_as_default=False)
             self._owns_client = True
         elif isinstance(client, distributed.Client):
             self._client = client
@@ -246,20 +250,19 @@ class DaskWorkers:
         """
         Start a ``LocalCluster`` of *n* one-thread Dask workers, for trying it on one machine.
 
-        Its dashboard is off unless *cluster_options* asks for one; they go to
-        ``LocalCluster``. The cluster and its client close with the last pool
-        that used them.
+        *cluster_options* go to ``LocalCluster``. The cluster and its client
+        close with the last pool that used them.
 
         Raises:
             TypeError: *n* is not an int.
             ValueError: *n* is negative.
         """
         n = check_size(n, "n")
-        options: dict[str, Any] = {"threads_per_worker": 1, "dashboard_address": None}
+        options: dict[str, Any] = {"threads_per_worker": 1}
         options.update(cluster_options)
-        cluster = distributed.LocalCluster(n_workers=n, processes=processes, **options)
+        cluster = _LocalCluster(n_workers=n, processes=processes, **options)
         try:
-            client = distributed.Client(cluster, set_as_default=False)
+            client = _Client(cluster, set_as_default=False)
         except BaseException:
             cluster.close()
             raise
@@ -270,7 +273,7 @@ class DaskWorkers:
     @property
     def client(self) -> distributed.Client:
         """The client the actors are made and called through."""
-        return self._client
+        return cast(distributed.Client, self._client)
 
     def open(self, factory: Callable[[], Worker[Any, Any]], options: ChildOptions) -> _DaskHost:
         """
@@ -318,12 +321,12 @@ class _DaskHost:
         start_timeout: float,
     ) -> None:
         self.owner = owner
-        self.client = owner.client
+        self.client: Any = owner._client
         self.factory = factory
         self.kill_grace = options.kill_grace
         self.max_jobs = options.max_jobs_per_child
         self.start_timeout = start_timeout
-        self.scheduler = self.client.scheduler.address
+        self.scheduler: str = self.client.scheduler.address
         self.loop = self.client.loop.asyncio_loop
         self.lock = threading.Lock()
         self.names = itertools.count()
@@ -377,7 +380,7 @@ class _DaskHost:
                             if asking:
                                 with self.lock:
                                     self.added += 1
-                            return address
+                            return str(address)
                     if not asking:
                         asking = True
                         _asking[self.scheduler] = _asking.get(self.scheduler, 0) + 1
@@ -424,7 +427,7 @@ class _DaskHost:
             self.added -= 1
         cluster = self.client.cluster
         scale_down = getattr(cluster, "scale_down", None)
-        if scale_down is None:
+        if cluster is None or scale_down is None:
             return
         try:
             name = self.client.scheduler_info()["workers"][address]["name"]
@@ -432,7 +435,7 @@ class _DaskHost:
         except Exception:
             log.exception("dask_scale_down_failed", worker=address)
 
-    def submit(self, address: str) -> distributed.Future:
+    def submit(self, address: str) -> Any:
         key = f"tunnypy-{self.tag}-{next(self.names)}"
         return self.client.submit(
             _Resident,
@@ -445,6 +448,14 @@ class _DaskHost:
 
     def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+
+def _let_go(future: distributed.Future[Any]) -> None:
+    # Cancelled, not released: the actor's handle holds the key too, until collected.
+    try:
+        future.cancel()  # type: ignore[no-untyped-call]
+    except Exception:
+        log.exception("dask_actor_release_failed", key=future.key)
 
 
 async def _awaited(actor_future: Any) -> Any:
@@ -460,7 +471,7 @@ class _DaskWorker:
         self.wake = threading.Event()
         self.address: str | None = None
         self.actor: Any = None
-        self.future: distributed.Future | None = None
+        self.future: distributed.Future[Any] | None = None
         self.has_ready = False
         self.seq = 0
         self.running = False
@@ -480,7 +491,7 @@ class _DaskWorker:
                 has_ready = bool(actor.has_ready)
         except BaseException:
             if future is not None:
-                future.release()
+                _let_go(future)
             host.release(address, give_back=True)
             raise
         self.address, self.future, self.actor, self.has_ready = address, future, actor, has_ready
@@ -491,7 +502,7 @@ class _DaskWorker:
         future, address = self.future, self.address
         self.actor = self.future = self.address = None
         if future is not None:
-            future.release()
+            _let_go(future)
         if address is not None:
             self.host.release(address, give_back=give_back, dead=dead)
 
@@ -588,6 +599,7 @@ class _DaskWorker:
     def _kill(self) -> bool:
         """End the Dask worker process running the job (its nanny starts another); False if none."""
         host, address = self.host, self.address
+        assert address is not None  # a job runs
         info = host.client.scheduler_info()["workers"].get(address, {})
         if not info.get("nanny"):
             # No nanny: in-process, or a worker nothing would start again.
@@ -626,4 +638,3 @@ class _DaskWorker:
     def terminate(self) -> None:
         self._end_remote()
         self._drop(give_back=True)
-
