@@ -413,8 +413,14 @@ def pid_in(path: Path) -> int:
     return int(path.read_text())
 
 
-RECOVERY_BOUND = 10.0
-"""Seconds from a Dask worker's death until the pool serves at full size again."""
+RECOVERY_BOUND = 30.0
+"""
+Seconds from a Dask worker's death until the pool serves at full size again.
+
+Its nanny starts a new Dask worker process (a fresh interpreter importing
+distributed) and the actor is made there: about 1 s on an idle 2-core
+machine, many more on a loaded one; the bound leaves room for that.
+"""
 
 
 class TestLostDaskWorker:
@@ -451,13 +457,13 @@ class TestLostDaskWorker:
         self, proc_client: Any, tmp_path: Path
     ) -> None:
         """The caller's error comes at its deadline; kill_grace later the Dask worker is killed."""
-        pool = tunnypy.Pool.from_func(1, hang, isolation=DaskWorkers(proc_client), kill_grace=0.2)
+        pool = tunnypy.Pool.from_func(1, hang, isolation=DaskWorkers(proc_client), kill_grace=2.0)
         with pool:
             before = pool.process(("pid", ""))
             started = time.monotonic()
             with pytest.raises(tunnypy.JobTimedOutError):
                 pool.process_timed(("hang", str(tmp_path / "stuck")), 0.5)
-            assert time.monotonic() - started < 0.5 + 0.25
+            assert time.monotonic() - started < 0.5 + 1.0  # at its deadline, not at the kill
             pid = pid_in(tmp_path / "stuck")
             assert pid == before
             after = pool.process_timed(("pid", ""), RECOVERY_BOUND)

@@ -412,14 +412,18 @@ class _DaskHost:
         if wanted > planned:
             cluster.scale(wanted)
 
+    def mark_dead(self, address: str) -> None:
+        # The scheduler may list a lost worker a while longer: never claim it again.
+        with _claims_lock:
+            _dead.setdefault(self.scheduler, set()).add(address)
+
     def release(self, address: str, *, give_back: bool, dead: bool = False) -> None:
         """Let another tunnypy worker have *address*; *give_back*: scale it away if added."""
+        if dead:
+            self.mark_dead(address)
         with _claims_lock:
-            if dead:
-                # The scheduler may list a lost worker a while longer: never claim it again.
-                _dead.setdefault(self.scheduler, set()).add(address)
             _claimed.get(self.scheduler, set()).discard(address)
-        if not give_back:
+        if not give_back or dead:
             return
         with self.lock:
             if not self.added:
@@ -477,6 +481,7 @@ class _DaskWorker:
         self.running = False
         self.kill_at: float | None = None
         self.unkillable = False
+        self.dead = False  # lost or killed, not let go yet (block_until_ready does)
         self.jobs = 0
 
     def start(self) -> None:
@@ -496,7 +501,7 @@ class _DaskWorker:
             raise
         self.address, self.future, self.actor, self.has_ready = address, future, actor, has_ready
         self.jobs = 0
-        self.unkillable = False
+        self.unkillable = self.dead = False
 
     def _drop(self, *, give_back: bool = False, dead: bool = False) -> None:
         future, address = self.future, self.address
@@ -511,8 +516,9 @@ class _DaskWorker:
         return future is None or future.status != "finished"
 
     def block_until_ready(self) -> None:
-        if self.actor is not None and self._lost():
-            self.host.count("crashed")
+        if self.actor is not None and not self.dead and self._lost():
+            self._mark_dead("crashed")
+        if self.dead:
             self._drop(dead=True)
         if self.actor is None:
             self.start()
@@ -527,7 +533,7 @@ class _DaskWorker:
 
     def process(self, payload: Any) -> Any:
         data = pickle.dumps(payload, protocol=5)  # an unpicklable payload fails here
-        if self.actor is None or self._lost():
+        if self.actor is None or self.dead or self._lost():
             self._restart_for_call()
         self.wake.clear()
         with self.lock:
@@ -548,9 +554,9 @@ class _DaskWorker:
         return _unpack(reply)
 
     def _restart_for_call(self) -> None:
-        if self.actor is not None:
-            self.host.count("crashed")
-            self._drop(dead=True)
+        if self.actor is not None and not self.dead:
+            self._mark_dead("crashed")
+        self._drop(dead=True)
         try:
             self.start()
         except Exception as exc:
@@ -558,7 +564,16 @@ class _DaskWorker:
             raise WorkerCrashedError(msg) from exc
         self.host.count("respawned")
 
+    def _mark_dead(self, counter: str) -> None:
+        """Count the loss and keep the address from being claimed; the cleanup waits (_drop)."""
+        self.dead = True
+        self.host.count(counter)
+        if self.address is not None:
+            self.host.mark_dead(self.address)
+
     def _wait(self, actor_future: Any) -> tuple[Any, ...]:
+        # The error is raised first and the actor let go in block_until_ready(),
+        # after delivery: letting go waits for the scheduler.
         wake = self.wake
         done = self.host.run(_awaited(actor_future))
         done.add_done_callback(lambda _: wake.set())
@@ -575,23 +590,20 @@ class _DaskWorker:
             if kill_at is not None and not self.unkillable and time.monotonic() >= kill_at:
                 address = self.address
                 if self._kill():
-                    msg = f"the job outlived kill_grace; its dask worker {address} was restarted"
+                    done.cancel()
+                    msg = f"the job outlived kill_grace; its dask worker {address} was killed"
                     raise WorkerCrashedError(msg)
             if self._lost():
                 done.cancel()
-                address = self.address
-                self.host.count("crashed")
-                self._drop(dead=True)
-                msg = f"the dask worker {address} holding this worker was lost during the job"
+                self._mark_dead("crashed")
+                msg = f"the dask worker {self.address} holding this worker was lost during the job"
                 raise WorkerCrashedError(msg)
         try:
             return cast(tuple[Any, ...], done.result())
         except Exception as exc:
-            address = self.address
-            self.host.count("crashed")
-            self._drop(dead=True)
+            self._mark_dead("crashed")
             msg = (
-                f"the dask worker {address} holding this worker was lost during the job "
+                f"the dask worker {self.address} holding this worker was lost during the job "
                 f"({type(exc).__name__}: {exc})"
             )
             raise WorkerCrashedError(msg) from exc
@@ -610,8 +622,7 @@ class _DaskWorker:
             host.client.run(_exit_now, workers=[address], wait=False)
         except Exception:
             log.exception("dask_worker_kill_failed", worker=address)
-        host.count("killed")
-        self._drop(dead=True)
+        self._mark_dead("killed")
         return True
 
     def interrupt(self) -> None:
@@ -628,7 +639,7 @@ class _DaskWorker:
             log.exception("dask_interrupt_failed", worker=self.address)
 
     def _end_remote(self) -> None:
-        if self.actor is None or self._lost():
+        if self.actor is None or self.dead or self._lost():
             return
         try:
             self.actor.terminate().result(timeout=_TERMINATE_TIMEOUT)
@@ -637,4 +648,4 @@ class _DaskWorker:
 
     def terminate(self) -> None:
         self._end_remote()
-        self._drop(give_back=True)
+        self._drop(give_back=True, dead=self.dead)
