@@ -35,6 +35,7 @@ import attrs
 
 from ._asyncio import aprocess
 from ._contenders import PEBBLE_ERROR
+from ._dask import DASK_SCENARIOS
 from ._harness import Config, ScenarioResult, progress
 from ._latency import roundtrip, timed_roundtrip, timeout_precision
 from ._report import evaluate_targets, write_chart, write_json, write_markdown
@@ -56,6 +57,7 @@ SCENARIOS: dict[str, Callable[[Config], list[ScenarioResult]]] = {
     "io": io_service,
     "aprocess": aprocess,
 }
+SCENARIOS.update(DASK_SCENARIOS)
 
 DEFAULT_PYTHONS = "current,3.11,3.12,3.13"
 VENVS = Path(__file__).resolve().parent / ".venvs"
