@@ -79,8 +79,9 @@ def _open_host(
             if value is not None
         ]
         if given:
+            verb = "applies" if len(given) == 1 else "apply"
             msg = (
-                f"{', '.join(given)} applies only to workers in processes "
+                f"{' and '.join(given)} {verb} only to workers in processes "
                 "(isolation='process'), and this pool's workers are threads"
             )
             raise ValueError(msg)
@@ -169,8 +170,8 @@ class Pool(Generic[P, R]):
     ``<Pool closed idle=0 waiting=0>``.
 
     Not guaranteed: threads cannot be killed. A job that outlives its caller's
-    deadline runs on until it checks :func:`interrupted` or returns, and its
-    worker is out of rotation until then.
+    deadline runs on until it checks :func:`interrupted` or returns (a worker
+    in a process is killed after *kill_grace*), out of rotation until then.
     """
 
     __slots__ = ("__weakref__", "_finalizer", "_lifecycle", "_line")

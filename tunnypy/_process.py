@@ -17,6 +17,7 @@ import contextlib
 import multiprocessing
 import os
 import pickle
+import select
 import signal
 import sys
 import threading
@@ -109,10 +110,29 @@ class Processes:
         :meta private:
         """
         factory_bytes = pickle.dumps(factory, protocol=5)
+        if self.start_method == "forkserver":
+            _preload_tunnypy()
         return _ProcessHost(multiprocessing.get_context(self.start_method), factory_bytes, options)
 
     def __repr__(self) -> str:
         return f"Processes(start_method={self.start_method!r})"
+
+
+def _preload_tunnypy() -> None:
+    # Children forked from a server that has imported tunnypy start in
+    # milliseconds, not the ~0.2 s of importing it each time. The preload
+    # list is the default server's own; only an addition, and only before
+    # the server starts (docs/processes.md, "Start methods").
+    from multiprocessing import forkserver  # noqa: PLC0415 - not on every platform
+
+    server = getattr(forkserver, "_forkserver", None)
+    modules = getattr(server, "_preload_modules", None)
+    if (
+        isinstance(modules, list)
+        and __name__ not in modules
+        and getattr(server, "_forkserver_pid", 0) is None
+    ):
+        forkserver.set_forkserver_preload([*modules, __name__])
 
 
 # -- the parent side ----------------------------------------------------------
@@ -254,17 +274,19 @@ class _ChildWorker:
             self.host.count("recycled")
             self.drop(kill=False)
             child = None
-        if child is None:
-            child = self.respawn()
-        if child.ready_due:
+        while True:
+            if child is None:
+                child = self.respawn()
+            if not child.ready_due:
+                return
             child.ready_due = False
             try:
-                reply: Any = _wire.recv(child.jobs)
+                _wire.recv(child.jobs)  # ("ready",): its block_until_ready returned
             except (EOFError, OSError):
-                self.crashed(child)
-                self.block_until_ready()  # a fresh child, whose readiness it waits for
-                return
-            assert reply == ("ready",), reply
+                self.crashed(child)  # it died in block_until_ready: a fresh one
+                child = None
+                continue
+            return
 
     def respawn(self) -> _Child:
         child = self.host.start_child()  # the factory's error reaches the caller
@@ -274,8 +296,16 @@ class _ChildWorker:
 
     def process(self, payload: Any) -> Any:
         child = self.child
-        if child is None:  # its restart failed in block_until_ready; try again
-            child = self.respawn()
+        if child is None or _ended(child):
+            # Died while idle (no job of it fails), or its restart failed in
+            # block_until_ready: start one now, for this job.
+            if child is not None:
+                self.crashed(child)
+            try:
+                child = self.respawn()
+            except Exception as exc:
+                msg = f"worker process could not be started again: {_describe(exc)}"
+                raise WorkerCrashedError(msg) from exc
         with self.lock:
             self.seq += 1
             seq = self.seq
@@ -301,6 +331,9 @@ class _ChildWorker:
                 if self.killing is not None:
                     self.killing.cancel()
                     self.killing = None
+                killed = self.killed
+        if killed:  # killed as it replied: the reply stands, the child is gone
+            self.crashed(child)
         kind = reply[0]
         child.jobs_run += 1
         child.ready_due = child.has_ready
@@ -397,6 +430,13 @@ class _ChildWorker:
         child.process.close()
 
 
+def _ended(child: _Child) -> bool:
+    """Whether *child*'s process has ended (its sentinel is readable), without waiting."""
+    poller = select.poll()  # not select(): an fd may be above FD_SETSIZE
+    poller.register(child.process.sentinel, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 def _end_process(process: Any, *, kill: bool) -> None:
     """Wait for *process* to end (killing it first with *kill*, or if it lingers); reap it."""
     if process.pid is None:
@@ -407,6 +447,13 @@ def _end_process(process: Any, *, kill: bool) -> None:
     if process.exitcode is None:
         process.kill()
         process.join()
+
+
+def _describe(error: BaseException) -> str:
+    try:
+        return f"{type(error).__name__}: {error}"
+    except Exception:
+        return type(error).__name__
 
 
 def _exit_status(process: Any) -> str:
@@ -439,6 +486,7 @@ class _ChildRunner:
 
     worker: Any
     job: _ChildJob | None = None
+    interrupted_up_to: int = 0  # the last job an interrupt came for
     retiring: bool = False
     index: int = 0
     line: object = None
@@ -489,7 +537,8 @@ def _child_main(
         except EOFError:
             os._exit(0)  # the parent is gone
         except Exception as exc:  # a payload that does not unpickle here
-            _wire.send(jobs, ("error", *_portable(exc), _rss() if measure else 0))
+            error, text = _portable(exc)
+            _wire.send(jobs, ("error", error, _rss() if measure else 0, text))
             continue
         if message[0] == "terminate":
             terminate = getattr(worker, "terminate", None)
@@ -502,9 +551,11 @@ def _child_main(
             os._exit(0)
         _, seq, payload, interrupted = message
         with lock:
+            # Its interrupt may have come on the control pipe before the job did.
+            interrupted = interrupted or seq <= runner.interrupted_up_to
             job = runner.job = _ChildJob(seq, interrupted)
-        if interrupted:
-            _interrupt(worker)
+            if interrupted:
+                _interrupt(worker)
         try:
             ok, outcome, text = True, process(payload), ""
         except BaseException as exc:
@@ -536,6 +587,7 @@ def _watch_control(control: Connection, runner: _ChildRunner, lock: threading.Lo
         except BaseException:
             os._exit(0)  # EOF: the parent is gone, without a word
         with lock:
+            runner.interrupted_up_to = max(runner.interrupted_up_to, message[1])
             job = runner.job
             if job is not None and job.seq == message[1] and not job.withdrawn:
                 job.withdrawn = True
