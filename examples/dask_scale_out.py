@@ -8,9 +8,11 @@ and only ``isolation=`` changes:
 
 * ``"thread"``: each worker on a thread of this process (the default);
 * ``"process"``: each worker in a child process of its own;
-* ``DaskWorkers.local(2)``: each worker a Dask actor, on a Dask worker of its
-  own, on a ``LocalCluster`` started here (``DaskWorkers(client)`` for a real
-  cluster; the ``dask`` extra).
+* ``DaskWorkers.local(2, processes=False)``: each worker a Dask actor, on a
+  Dask worker of its own, on a ``LocalCluster`` started here, its workers
+  in this process so that the example starts in a moment (drop
+  ``processes=False`` for worker processes; pass ``DaskWorkers(client)`` for
+  a real cluster; the ``dask`` extra).
 
 Every promise of the pool (backpressure, FIFO, timeouts) holds in each. Run
 it: ``python examples/dask_scale_out.py`` (``--requests``, ``--workers``). It
@@ -57,7 +59,7 @@ def main() -> None:
         for label, isolation in [
             ("threads", "thread"),
             ("processes", "process"),
-            ("dask", DaskWorkers.local(workers)),
+            ("dask", DaskWorkers.local(workers, processes=False)),
         ]:
             completed, seconds = serve(isolation, port, n, workers)
             # expect: threads: completed 60 of 60

@@ -116,7 +116,8 @@ _process_wide = ("Dask-Offload",)
 
 def threads_checked_by_module_fixture(thread: threading.Thread) -> bool:
     """The threads of this module's clusters: checked when the cluster closes (conftest)."""
-    return "Dask-" in thread.name or thread.name.startswith(("IO loop", "TCP-Executor", "asyncio_"))
+    names = ("IO loop", "TCP-Executor", "asyncio_", "AsyncProcess Dask", "QueueFeederThread")
+    return "Dask-" in thread.name or thread.name.startswith(names)
 
 
 class _ClusterThreads:

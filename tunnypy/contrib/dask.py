@@ -35,7 +35,7 @@ import distributed
 
 from .._checks import check_size, check_timeout
 from .._isolation import ChildOptions, IsolationStats
-from .._job import Runner, interrupted, set_current_runner
+from .._job import Runner, current_runner, interrupted, set_current_runner
 from .._log import log
 from .._process import RemoteTraceback
 from .._worker import BaseWorker, Worker, check_worker
@@ -225,7 +225,6 @@ class DaskWorkers:
         client: distributed.Client | str,
         *,
         start_timeout: float = 60.0,
-        _cluster: Any = None,
     ) -> None:
         self._start_timeout = check_timeout(start_timeout, "start_timeout")
         if isinstance(client, str):
@@ -240,7 +239,7 @@ class DaskWorkers:
                 f"(got {type(client).__name__})"
             )
             raise TypeError(msg)
-        self._cluster = _cluster
+        self._cluster: Any = None  # a cluster made by local(), closed with the client
         self._lock = threading.Lock()
         self._hosts = 0
         self._closed = False
@@ -266,7 +265,8 @@ class DaskWorkers:
         except BaseException:
             cluster.close()
             raise
-        workers = cls(client, _cluster=cluster)
+        workers = cls(client)
+        workers._cluster = cluster
         workers._owns_client = True
         return workers
 
@@ -277,11 +277,13 @@ class DaskWorkers:
 
     def open(self, factory: Callable[[], Worker[Any, Any]], options: ChildOptions) -> _DaskHost:
         """
-        Make the host of one pool's actors (called by the pool as it is made).
+        Make the host of one pool's actors (called by :class:`tunnypy.Pool` as it is made).
 
         Raises:
             ValueError: ``max_memory_per_child`` was given, or this object has
                 closed the client and cluster it made.
+
+        :meta private:
         """
         if options.max_memory_per_child is not None:
             msg = (
@@ -386,6 +388,8 @@ class _DaskHost:
                         _asking[self.scheduler] = _asking.get(self.scheduler, 0) + 1
                     wanted = len(claimed) + _asking[self.scheduler]
                 self._scale_to(wanted, len(workers))
+                if _leaving():
+                    raise _LeavingError
                 if time.monotonic() >= deadline:
                     msg = (
                         f"no dask worker became free for a new tunnypy worker within "
@@ -462,6 +466,16 @@ def _let_go(future: distributed.Future[Any]) -> None:
         log.exception("dask_actor_release_failed", key=future.key)
 
 
+class _LeavingError(Exception):
+    """The worker thread making an actor is retiring: it stops waiting for one."""
+
+
+def _leaving() -> bool:
+    # The calling worker thread's own flag (docs/scale-out.md, "Close"): a pool
+    # closing while a lost actor is made again does not wait for a Dask worker.
+    return bool(getattr(current_runner(), "retiring", False))
+
+
 async def _awaited(actor_future: Any) -> Any:
     return await actor_future
 
@@ -491,8 +505,16 @@ class _DaskWorker:
         future = None
         try:
             future = host.submit(address)
+            deadline = time.monotonic() + host.start_timeout
+            while not future.done():
+                if _leaving():
+                    raise _LeavingError
+                if time.monotonic() >= deadline:
+                    msg = f"the factory did not finish on {address} within {host.start_timeout} s"
+                    raise TimeoutError(msg)
+                time.sleep(0.02)
             with host.client.as_current():  # the actor binds to this client
-                actor = future.result(timeout=max(host.start_timeout, 0.001))
+                actor = future.result()
                 has_ready = bool(actor.has_ready)
         except BaseException:
             if future is not None:
@@ -521,7 +543,10 @@ class _DaskWorker:
         if self.dead:
             self._drop(dead=True)
         if self.actor is None:
-            self.start()
+            try:
+                self.start()
+            except _LeavingError:
+                return  # its pool is closing or shrinking: no actor to make
             self.host.count("respawned")
         elif self.host.max_jobs is not None and self.jobs >= self.host.max_jobs:
             self._end_remote()
