@@ -15,8 +15,6 @@ import itertools
 import os
 import pickle
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -479,25 +477,3 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-# --- packaging --------------------------------------------------------------------------
-
-
-def test_the_core_never_imports_dask() -> None:
-    """Importing every core module loads neither dask nor distributed."""
-    core = sorted(
-        f"tunnypy.{path.stem}"
-        for path in (Path(tunnypy.__file__).parent).glob("*.py")
-        if path.stem not in {"__main__"}
-    )
-    code = (
-        "import importlib, sys\n"
-        f"for name in {core!r}: importlib.import_module(name)\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed'))\n"
-        "print(bad)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT, check=True
-    )
-    assert done.stdout.strip() == "[]"
