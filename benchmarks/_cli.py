@@ -38,6 +38,7 @@ from ._contenders import PEBBLE_ERROR
 from ._dask import DASK_SCENARIOS
 from ._harness import Config, ScenarioResult, progress
 from ._latency import roundtrip, timed_roundtrip, timeout_precision
+from ._processes import PROCESS_ERROR, process_cpu, process_kill, process_payload, process_roundtrip
 from ._report import evaluate_targets, write_chart, write_json, write_markdown
 from ._service import io_service
 from ._threads import REPO, grow, memory, repo_env, shrink
@@ -56,6 +57,10 @@ SCENARIOS: dict[str, Callable[[Config], list[ScenarioResult]]] = {
     "timeout": timeout_precision,
     "io": io_service,
     "aprocess": aprocess,
+    "proc_roundtrip": process_roundtrip,
+    "proc_cpu": process_cpu,
+    "proc_kill": process_kill,
+    "proc_payload": process_payload,
 }
 SCENARIOS.update(DASK_SCENARIOS)
 
@@ -130,6 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_pass(config: Config, scenarios: list[str], pin: str) -> dict[str, Any]:
     """Run *scenarios* in this process; return the pass as JSON-ready data."""
     started = time.perf_counter()
+    load_before = os.getloadavg()
     commit = _git_commit()  # others may edit the tree during a long run: note it per pass
     results = []
     for name in scenarios:
@@ -139,6 +145,8 @@ def run_pass(config: Config, scenarios: list[str], pin: str) -> dict[str, Any]:
             results.append({**result.to_json(), "elapsed_s": time.perf_counter() - begun})
         progress(f"[{platform.python_version()} {pin}] {name}: {time.perf_counter() - begun:.1f} s")
     skipped = {"pebble": PEBBLE_ERROR} if PEBBLE_ERROR else {}
+    if PROCESS_ERROR and any(name.startswith("proc_") for name in scenarios):
+        skipped["tunnypy process workers"] = PROCESS_ERROR
     return {
         "python": ".".join(platform.python_version_tuple()[:2]),
         "python_full": platform.python_version(),
@@ -149,6 +157,9 @@ def run_pass(config: Config, scenarios: list[str], pin: str) -> dict[str, Any]:
         "elapsed_s": time.perf_counter() - started,
         "finished": _now(),
         "tunnypy_commit": commit,
+        # The machine is shared: what else ran is part of the figures.
+        "loadavg_start": list(load_before),
+        "loadavg_end": list(os.getloadavg()),
         "results": results,
     }
 

@@ -121,6 +121,14 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return f"{text} {unit}".strip()
 
 
+def _load(p: Pass) -> str:
+    """The load averages (1, 5, 15 min) when the pass began and ended, if recorded."""
+    if "loadavg_start" not in p:
+        return ""
+    start, end = (" ".join(f"{x:.2f}" for x in p[k]) for k in ("loadavg_start", "loadavg_end"))
+    return f", load average {start} at the start, {end} at the end"
+
+
 def _by_version(passes: list[Pass]) -> dict[str, dict[str, Pass]]:
     versions: dict[str, dict[str, Pass]] = {}
     for p in passes:
@@ -199,7 +207,7 @@ def markdown(meta: dict[str, Any], passes: list[Pass]) -> str:
             lines.append(
                 f"*{pin}: Python {p.get('python_full', version)}, pass finished "
                 f"{p.get('finished', '(not recorded)')} after {p['elapsed_s']:.0f} s, "
-                f"tunnypy {p.get('tunnypy_commit', '(not recorded)')}.*"
+                f"tunnypy {p.get('tunnypy_commit', '(not recorded)')}{_load(p)}.*"
             )
             lines.append("")
             if p.get("skipped"):

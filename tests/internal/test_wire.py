@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
+import os
 import pickle
 import threading
+import tracemalloc
+import weakref
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
@@ -151,6 +155,17 @@ class TestFailures:
         assert _wire.recv(reader) == 7
         thread.join(WAIT)
 
+    def test_unloadable_before_a_large_payload(self, pipe: tuple[Connection, Connection]) -> None:
+        """Unpickling that fails before a large payload is read skips it; the next reads."""
+        reader, writer = pipe
+        sent = [[Unloadable(), b"t" * BIG], "after"]
+        thread = threading.Thread(target=send_all, args=(writer, sent), name="wire-writer")
+        thread.start()
+        with pytest.raises(ValueError, match="refused to load"):
+            _wire.recv(reader)
+        assert _wire.recv(reader) == "after"
+        thread.join(WAIT)
+
     def test_closed_writer_is_eof(self, pipe: tuple[Connection, Connection]) -> None:
         """recv on a connection whose other end closed raises EOFError."""
         reader, writer = pipe
@@ -188,3 +203,213 @@ class TestAcrossProcesses:
                 process.join(WAIT)
             parent.close()
         assert process.exitcode == 0
+
+
+class TestFraming:
+    """Messages are framed as Connection.send_bytes frames them."""
+
+    def test_a_plain_connection_reads_what_send_writes(
+        self, pipe: tuple[Connection, Connection]
+    ) -> None:
+        """Connection.recv_bytes reads a message written by send, small or large."""
+        reader, writer = pipe
+        for obj in ("small", [b"h" * BIG, bytearray(b"i" * BIG)]):
+            thread = threading.Thread(target=send_all, args=(writer, [obj]), name="wire-writer")
+            thread.start()
+            assert obj == pickle.loads(reader.recv_bytes())
+            thread.join(WAIT)
+
+    def test_recv_reads_what_a_plain_connection_writes(
+        self, pipe: tuple[Connection, Connection]
+    ) -> None:
+        """recv reads a pickle written with Connection.send_bytes, small or large."""
+        reader, writer = pipe
+        for obj in ("small", b"j" * BIG):
+            data = pickle.dumps(obj, protocol=5)
+            thread = threading.Thread(target=writer.send_bytes, args=(data,), name="wire-writer")
+            thread.start()
+            assert obj == _wire.recv(reader)
+            thread.join(WAIT)
+
+    def test_the_long_length_form(
+        self, pipe: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Past the 4-byte length's reach the length is -1 and then 8 bytes, both ways."""
+        monkeypatch.setattr(_wire, "_SHORT_MAX", 1024)
+        reader, writer = pipe
+        obj = [b"k" * BIG, b"l" * BIG]
+        thread = threading.Thread(target=send_all, args=(writer, [obj, obj]), name="wire-writer")
+        thread.start()
+        assert obj == pickle.loads(reader.recv_bytes())
+        assert obj == _wire.recv(reader)
+        thread.join(WAIT)
+
+    def test_short_writes_resume(
+        self, pipe: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A writev that writes only part of what it was given is resumed where it stopped."""
+        real = os.writev
+
+        def stingy(fd: int, buffers: list[Any]) -> int:
+            """Write at most 7,777 bytes: a prefix of what was asked."""
+            prefix, budget = [], 7_777
+            for buffer in buffers:
+                prefix.append(memoryview(buffer)[:budget])
+                budget -= len(prefix[-1])
+                if not budget:
+                    break
+            return real(fd, prefix)
+
+        monkeypatch.setattr(os, "writev", stingy)
+        monkeypatch.setattr(_wire, "_IOV_MAX", 3)
+        obj = [bytes([i]) * (100_000 + i) for i in range(5)]
+        assert obj == through(pipe, obj)
+
+    @pytest.mark.parametrize("size", [100, BIG])
+    def test_end_of_file_inside_a_message(self, size: int) -> None:
+        """A message cut short by the other end's exit raises OSError, small or large."""
+        reader, writer = multiprocessing.Pipe()
+        with writer:
+            os.write(writer.fileno(), size.to_bytes(4, "big") + b"\x80\x05partial")
+        with reader, pytest.raises(OSError, match="end of file during message"):
+            _wire.recv(reader)
+
+
+class TestCopies:
+    """Large buffers are not copied in user space on the way out, and once on the way in."""
+
+    def test_send_writes_large_payloads_in_place(
+        self, pipe: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """send hands the payload objects themselves to writev."""
+        written: list[Any] = []
+        real = os.writev
+
+        def spying(fd: int, buffers: list[Any]) -> int:
+            written.extend(view.obj for view in buffers)
+            return real(fd, buffers)
+
+        monkeypatch.setattr(os, "writev", spying)
+        data, more = b"m" * BIG, bytearray(b"n" * BIG)
+        assert [data, more] == through(pipe, [data, more])
+        assert any(obj is data for obj in written)
+        assert any(obj is more for obj in written)
+
+    def test_sending_allocates_no_copy(self, pipe: tuple[Connection, Connection]) -> None:
+        """Sending a large payload allocates far less than the payload."""
+        reader, writer = pipe
+        data = b"o" * BIG
+        sink = bytearray(BIG + 1024)
+        thread = threading.Thread(target=drain, args=(reader, sink), name="wire-reader")
+        thread.start()
+        tracemalloc.start()
+        try:
+            _wire.send(writer, data)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            thread.join(WAIT)
+        assert peak < BIG // 8
+
+    def test_receiving_allocates_the_payload_once(
+        self, pipe: tuple[Connection, Connection]
+    ) -> None:
+        """Receiving a large payload allocates little more than the payload itself."""
+        reader, writer = pipe
+        data = b"p" * BIG
+        thread = threading.Thread(target=send_all, args=(writer, [data]), name="wire-writer")
+        thread.start()
+        tracemalloc.start()
+        try:
+            got = _wire.recv(reader)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            thread.join(WAIT)
+        assert data == got
+        assert peak < BIG * 9 // 8
+
+    def test_numpy_arrays_cross_as_their_buffers(
+        self, pipe: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A NumPy array's data is written in place and received with one allocation."""
+        np = pytest.importorskip("numpy")
+        array = np.arange(BIG // 4, dtype=np.float32)
+        written: list[Any] = []
+        real = os.writev
+
+        def spying(fd: int, buffers: list[Any]) -> int:
+            written.extend(view.obj for view in buffers)
+            return real(fd, buffers)
+
+        monkeypatch.setattr(os, "writev", spying)
+        reader, writer = pipe
+        thread = threading.Thread(target=send_all, args=(writer, [array]), name="wire-writer")
+        thread.start()
+        tracemalloc.start()
+        try:
+            got = _wire.recv(reader)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            thread.join(WAIT)
+        assert (array == got).all()
+        assert any(obj is array for obj in written)
+        assert peak < array.nbytes * 9 // 8
+
+
+def drain(conn: Connection, into: bytearray) -> None:
+    """Read one message's bytes into *into*, allocating nothing on the way."""
+    view = memoryview(into)
+    done = 0
+    while done < 4 or done < 4 + int.from_bytes(view[:4], "big"):
+        got = os.readv(conn.fileno(), [view[done:]])
+        assert got, "the message ended early"
+        done += got
+
+
+class Payload:
+    pass
+
+
+class TestPayloadLifetime:
+    def test_send_keeps_no_reference(self, pipe: tuple[Connection, Connection]) -> None:
+        """After send returns, the wire holds no reference to what it sent."""
+        obj = [Payload(), b"r" * BIG]
+        ref = weakref.ref(obj[0])
+        through(pipe, obj)
+        del obj
+        gc.collect()
+        assert ref() is None
+
+    def test_a_failed_send_keeps_no_reference(self, pipe: tuple[Connection, Connection]) -> None:
+        """After send fails to pickle, the wire holds no reference to what it was given."""
+        obj = [Payload(), b"s" * BIG, Unpicklable()]
+        ref = weakref.ref(obj[0])
+        with pytest.raises(TypeError):
+            _wire.send(pipe[1], obj)
+        del obj
+        gc.collect()
+        assert ref() is None
+
+
+class SendsWhilePickled:
+    """Pickling it sends another object on the same thread first (as a finalizer might)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def __reduce__(self) -> Any:
+        _wire.send(self.conn, "inner")
+        return (str, ("outer",))
+
+
+class TestReentrancy:
+    def test_a_send_inside_pickling_leaves_the_outer_send_whole(
+        self, pipe: tuple[Connection, Connection]
+    ) -> None:
+        """A send made on the same thread while send pickles does not disturb the outer one."""
+        reader, writer = pipe
+        _wire.send(writer, [b"u" * 100, SendsWhilePickled(writer), b"v" * 100])
+        assert _wire.recv(reader) == "inner"
+        assert _wire.recv(reader) == [b"u" * 100, "outer", b"v" * 100]
