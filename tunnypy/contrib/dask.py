@@ -339,7 +339,7 @@ class _DaskHost:
 
     def new_worker(self) -> _DaskWorker:
         proxy = _DaskWorker(self)
-        proxy.start()
+        proxy.start(again=False)
         return proxy
 
     def stats(self) -> IsolationStats:
@@ -362,8 +362,13 @@ class _DaskHost:
         with self.lock:
             setattr(self, name, getattr(self, name) + 1)
 
-    def claim(self) -> str:
-        """A Dask worker no tunnypy worker of this process holds, scaling the cluster for one."""
+    def claim(self, *, again: bool) -> str:
+        """
+        A Dask worker no tunnypy worker of this process holds, scaling the cluster for one.
+
+        On a cluster that cannot scale, a new worker (growth) fails at once; one
+        made *again* (after a loss or a kill) waits for a Dask worker to come back.
+        """
         deadline = time.monotonic() + self.start_timeout
         asking = False
         try:
@@ -387,7 +392,14 @@ class _DaskHost:
                         asking = True
                         _asking[self.scheduler] = _asking.get(self.scheduler, 0) + 1
                     wanted = len(claimed) + _asking[self.scheduler]
-                self._scale_to(wanted, len(workers))
+                if not self._scale_to(wanted, len(workers)) and not again:
+                    msg = (
+                        f"no free dask worker for a new tunnypy worker (the cluster's "
+                        f"{len(workers)} each hold one) and the cluster cannot be scaled from "
+                        "here: start more dask workers, or use a client of a LocalCluster "
+                        "or SpecCluster"
+                    )
+                    raise RuntimeError(msg)
                 if _leaving():
                     raise _LeavingError
                 if time.monotonic() >= deadline:
@@ -403,18 +415,14 @@ class _DaskHost:
                 with _claims_lock:
                     _asking[self.scheduler] -= 1
 
-    def _scale_to(self, wanted: int, present: int) -> None:
+    def _scale_to(self, wanted: int, present: int) -> bool:
+        """Ask the cluster for *wanted* Dask workers if it plans fewer; False if it cannot scale."""
         cluster = self.client.cluster
         if cluster is None or not callable(getattr(cluster, "scale", None)):
-            msg = (
-                f"no free dask worker for a new tunnypy worker (the cluster's {present} "
-                "each hold one) and the cluster cannot be scaled from here: start more "
-                "dask workers, or use a client of a LocalCluster or SpecCluster"
-            )
-            raise RuntimeError(msg)
-        planned = len(getattr(cluster, "worker_spec", ())) or present
-        if wanted > planned:
+            return False
+        if wanted > (len(getattr(cluster, "worker_spec", ())) or present):  # never fewer
             cluster.scale(wanted)
+        return True
 
     def mark_dead(self, address: str) -> None:
         # The scheduler may list a lost worker a while longer: never claim it again.
@@ -498,10 +506,10 @@ class _DaskWorker:
         self.dead = False  # lost or killed, not let go yet (block_until_ready does)
         self.jobs = 0
 
-    def start(self) -> None:
+    def start(self, *, again: bool = True) -> None:
         """Make the actor on a free Dask worker; returns once its factory ran there."""
         host = self.host
-        address = host.claim()
+        address = host.claim(again=again)
         future = None
         try:
             future = host.submit(address)
