@@ -427,6 +427,7 @@ class TestLostDaskWorker:
         self, proc_client: Any, tmp_path: Path
     ) -> None:
         """SIGKILL the Dask worker of a busy actor: WorkerCrashedError there only; back at size."""
+        proc_client.wait_for_workers(2, timeout=RECOVERY_BOUND)
         pool = tunnypy.Pool.from_func(2, hang, isolation=DaskWorkers(proc_client))
         with pool:
             pids = {pool.process(("pid", "")) for _ in range(4)}
@@ -456,6 +457,7 @@ class TestLostDaskWorker:
         self, proc_client: Any, tmp_path: Path
     ) -> None:
         """The caller's error comes at its deadline; kill_grace later the Dask worker is killed."""
+        proc_client.wait_for_workers(2, timeout=RECOVERY_BOUND)
         pool = tunnypy.Pool.from_func(1, hang, isolation=DaskWorkers(proc_client), kill_grace=2.0)
         with pool:
             before = pool.process(("pid", ""))
@@ -469,6 +471,22 @@ class TestLostDaskWorker:
             assert after != before
             wait_for(lambda: not _alive(pid), "the stuck dask worker to be gone")
             assert pool.stats().killed == 1
+
+    def test_on_a_cluster_that_cannot_scale_a_lost_worker_waits_for_its_restart(
+        self, proc_client: Any, tmp_path: Path
+    ) -> None:
+        """Reached by address, every Dask worker held: the remake waits for the nanny's restart."""
+        proc_client.wait_for_workers(2, timeout=RECOVERY_BOUND)  # after the tests before
+        workers = DaskWorkers(proc_client.scheduler.address)
+        with tunnypy.Pool.from_func(2, hang, isolation=workers) as pool:
+            victim = pool.submit(("hang", str(tmp_path / "victim")))
+            pid = pid_in(tmp_path / "victim")
+            os.kill(pid, signal.SIGKILL)
+            assert isinstance(victim.exception(WAIT), tunnypy.WorkerCrashedError)
+            # Before any job asks: it waited for the restarted Dask worker and took it.
+            wait_for(lambda: pool.stats().respawned == 1, "the actor made again", RECOVERY_BOUND)
+            wait_for(lambda: pool.stats().idle == 2, "both workers to park")
+            assert pid not in {pool.process(("pid", "")) for _ in range(2)}
 
 
 def _alive(pid: int) -> bool:
