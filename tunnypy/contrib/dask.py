@@ -370,7 +370,7 @@ class _DaskHost:
         made *again* (after a loss or a kill) waits for a Dask worker to come back.
         """
         deadline = time.monotonic() + self.start_timeout
-        asking = False
+        asking = scaled = False
         try:
             while True:
                 workers = self.client.scheduler_info()["workers"]
@@ -384,7 +384,7 @@ class _DaskHost:
                             and info.get("status", "running") == "running"
                         ):
                             claimed.add(address)
-                            if asking:
+                            if scaled:  # given back as this pool shrinks
                                 with self.lock:
                                     self.added += 1
                             return str(address)
@@ -392,7 +392,9 @@ class _DaskHost:
                         asking = True
                         _asking[self.scheduler] = _asking.get(self.scheduler, 0) + 1
                     wanted = len(claimed) + _asking[self.scheduler]
-                if not self._scale_to(wanted, len(workers)) and not again:
+                scaling = self._scale_to(wanted, len(workers))
+                scaled = scaled or scaling is True
+                if scaling is None and not again:
                     msg = (
                         f"no free dask worker for a new tunnypy worker (the cluster's "
                         f"{len(workers)} each hold one) and the cluster cannot be scaled from "
@@ -415,14 +417,19 @@ class _DaskHost:
                 with _claims_lock:
                     _asking[self.scheduler] -= 1
 
-    def _scale_to(self, wanted: int, present: int) -> bool:
-        """Ask the cluster for *wanted* Dask workers if it plans fewer; False if it cannot scale."""
+    def _scale_to(self, wanted: int, present: int) -> bool | None:
+        """
+        Ask the cluster for *wanted* Dask workers if it plans fewer (never fewer than it has).
+
+        Returns whether it asked; ``None`` if the cluster cannot scale from here.
+        """
         cluster = self.client.cluster
         if cluster is None or not callable(getattr(cluster, "scale", None)):
-            return False
-        if wanted > (len(getattr(cluster, "worker_spec", ())) or present):  # never fewer
+            return None
+        if wanted > (len(getattr(cluster, "worker_spec", ())) or present):
             cluster.scale(wanted)
-        return True
+            return True
+        return False
 
     def mark_dead(self, address: str) -> None:
         # The scheduler may list a lost worker a while longer: never claim it again.
