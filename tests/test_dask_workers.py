@@ -89,6 +89,10 @@ class DaskSuite(tunnypy.BaseWorker[tuple[str, Any], Any]):
             _records[arg] = [self.number, tunnypy.interrupted()]
             event(f"{arg}-out").set()
             return arg
+        if op == "deaf":  # ignores interrupted(): returns only when let go
+            event(f"{arg}-in").set()
+            assert event(f"{arg}-go").wait(WAIT)
+            return arg
         if op == "raise":
             raise BoomError(arg)
         if op == "raise_unpicklable":
@@ -385,6 +389,21 @@ class TestErrors:
         with pytest.raises(ValueError, match="max_memory_per_child is not supported"):
             tunnypy.Pool(1, DaskSuite, isolation=DaskWorkers(client), max_memory_per_child=1)
         assert cluster_size(client) == 2
+
+
+class TestNoNanny:
+    def test_a_job_past_kill_grace_runs_on_where_nothing_can_kill_it(self, client: Any) -> None:
+        """In-process Dask workers have no nanny: no kill; it serves again once the job returns."""
+        with dask_pool(client, 1, kill_grace=0.0) as pool:
+            name = fresh("deaf")
+            caller = PATHS["process_timed"].start(pool, ("deaf", name), give_up=True, after=0.3)
+            assert event(f"{name}-in").wait(WAIT)
+            assert isinstance(caller.error(), tunnypy.JobTimedOutError)
+            event(f"{name}-go").set()
+            wait_for(lambda: pool.stats().idle == 1, "the worker to park")
+            assert pool.process(("echo", 8)) == 8
+            stats = pool.stats()
+            assert (stats.killed, stats.crashed, stats.respawned) == (0, 0, 0)
 
 
 class TestRecycling:
