@@ -35,6 +35,7 @@ import attrs
 
 from ._asyncio import aprocess
 from ._contenders import PEBBLE_ERROR
+from ._dask import DASK_SCENARIOS
 from ._harness import Config, ScenarioResult, progress
 from ._latency import roundtrip, timed_roundtrip, timeout_precision
 from ._processes import PROCESS_ERROR, process_cpu, process_kill, process_payload, process_roundtrip
@@ -61,6 +62,7 @@ SCENARIOS: dict[str, Callable[[Config], list[ScenarioResult]]] = {
     "proc_kill": process_kill,
     "proc_payload": process_payload,
 }
+SCENARIOS.update(DASK_SCENARIOS)
 
 DEFAULT_PYTHONS = "current,3.11,3.12,3.13"
 VENVS = Path(__file__).resolve().parent / ".venvs"

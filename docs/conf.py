@@ -40,6 +40,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(abc|asyncio|collections\.abc|concurrent\.futures|contextvars|typing)\..+"),
     (r"py:.*", r"tunnypy\._\w+\.(P|R|T|K|P_contra|R_co)"),  # type variables
     (r"py:.*", r"prometheus_client\..+"),  # tunnypy.contrib.prometheus's signatures
+    (r"py:.*", r"distributed\..+"),  # tunnypy.contrib.dask's signatures
 ]
 
 myst_heading_anchors = 3

@@ -35,6 +35,8 @@ EXPECTED = {
     "timeout": ["tunnypy", "tpe", "floor_lock"],
     "io": ["tunnypy", "tpe", "tpe_keepalive"],
     "aprocess": ["aprocess", "wrap_future", "to_thread_tpe"],
+    "dask_roundtrip": ["tunnypy_dask", "bare_actor"],
+    "dask_cpu": ["tunnypy_dask", "tunnypy_process"],
 }
 
 
