@@ -315,3 +315,15 @@ class FailWhen:
         if self.flag.is_set():
             raise BoomError("told to fail")
         return ChildWorker()
+
+
+class ReadyWorker(ChildWorker):
+    """A ChildWorker whose block_until_ready records its pid, and holds while asked to."""
+
+    def block_until_ready(self) -> None:
+        assert self.board is not None
+        self.board.append("ready", str(os.getpid()))
+        if self.board.flag("ready.hold").is_set():
+            self.board.flag("ready.inside").set()
+            if not self.board.flag("ready.go").wait():
+                raise AssertionError("block_until_ready was never let go")

@@ -152,6 +152,8 @@ class TestInterruptOnlyTheIntendedJob:
             assert given_up.ran_on() != kept.ran_on()
             pending.give_up()
             assert interrupting_path.interrupted_its_job(pending.error())
+            # The interrupt crosses a pipe: it lands in the child soon after.
+            wait_for(lambda: len(board.lines("interrupts")) == 1, "the child's interrupt()")
             given_up.release.set()
             kept.release.set()
             assert kept_pending.result() == "kept"

@@ -7,6 +7,7 @@ pickles; a child and the test meet on a :class:`Board` (files), never by sleepin
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import time
@@ -26,6 +27,8 @@ from tests.process_helpers import (
     FailWhen,
     Grow,
     Held,
+    ReadyWorker,
+    Recorded,
     Stuck,
     UntilInterrupted,
     alive,
@@ -106,6 +109,21 @@ class TestWhereWorkersLive:
         assert set(map(int, board.lines("terminated"))) == pids
         wait_for(lambda: not any(alive(p) for p in pids), "the children to end")
 
+    def test_block_until_ready_runs_in_the_child_before_each_job(self, board: Board) -> None:
+        """It runs there after the factory and after each job; the worker waits for it."""
+        with tunnypy.Pool(1, functools.partial(ReadyWorker, board), isolation="process") as pool:
+            child = pool.process(pid)
+            wait_for(lambda: len(board.lines("ready")) == 2, "block_until_ready after the job")
+            board.flag("ready.hold").set()
+            pool.process(Recorded(board, "first"))
+            assert board.flag("ready.inside").wait()  # held after the first job
+            second = pool.submit(Recorded(board, "second"))
+            wait_for(lambda: pool.stats().waiting == 1, "the second call to wait in line")
+            assert [line.split()[0] for line in board.lines("order")] == ["first"]
+            board.flag("ready.go").set()
+            assert second.result(WAIT) == "second"
+            assert set(board.lines("ready")) == {str(child)}
+
 
 class TestInterrupt:
     """A caller that gives up interrupts the job in the child; one that ignores it is killed."""
@@ -145,13 +163,14 @@ class TestInterrupt:
         self, board: Board
     ) -> None:
         """After kill_grace the child is killed; the caller had its error at its deadline."""
-        with process_pool(1, board, kill_grace=0.5) as pool:
+        with process_pool(1, board) as pool:  # kill_grace: 1 s, the default
             first = pool.process(pid)
             start = time.monotonic()
             with pytest.raises(tunnypy.JobTimedOutError):
                 pool.process_timed(Stuck(board, "stuck"), 0.1)
             # At its deadline, not kill_grace later.
-            assert time.monotonic() - start < 0.5
+            assert time.monotonic() - start < 0.9
+            assert alive(first)
             wait_for(lambda: not alive(first), "the stuck child to be killed")
             second = pool.process(pid)
             assert second != first
@@ -222,6 +241,26 @@ class TestCrash:
         assert pool.process(pid) != first
         stats = pool.stats()
         assert (stats.crashed, stats.respawned, stats.failed) == (1, 1, 0)
+
+    def test_a_factory_failing_as_a_child_is_replaced_fails_the_next_job_only(
+        self, board: Board
+    ) -> None:
+        """The job that finds no child gets WorkerCrashedError naming the factory's error."""
+        flag = board.flag("fail")
+        with tunnypy.Pool(1, FailWhen(flag), isolation="process") as pool:
+            first = pool.process(pid)
+            flag.set()
+            os.kill(first, 9)
+            wait_for(lambda: not alive(first), "the child to die")
+            with pytest.raises(
+                tunnypy.WorkerCrashedError,
+                match="worker process could not be started again: BoomError: told to fail",
+            ) as caught:
+                pool.process(pid)
+            assert isinstance(caught.value.__cause__, BoomError)
+            os.remove(flag.path)
+            assert pool.process(pid) not in (first, os.getpid())
+            assert pool.stats().crashed == 1
 
 
 class TestRecycle:

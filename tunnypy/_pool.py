@@ -170,8 +170,8 @@ class Pool(Generic[P, R]):
     ``<Pool closed idle=0 waiting=0>``.
 
     Not guaranteed: threads cannot be killed. A job that outlives its caller's
-    deadline runs on until it checks :func:`interrupted` or returns, and its
-    worker is out of rotation until then.
+    deadline runs on until it checks :func:`interrupted` or returns (a worker
+    in a process is killed after *kill_grace*), out of rotation until then.
     """
 
     __slots__ = ("__weakref__", "_finalizer", "_lifecycle", "_line")

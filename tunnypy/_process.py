@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import pickle
 import select
@@ -124,14 +123,16 @@ def _preload_tunnypy() -> None:
     # milliseconds, not the ~0.2 s of importing it each time. The preload
     # list is the default server's own; only an addition, and only before
     # the server starts (docs/processes.md, "Start methods").
-    server = getattr(multiprocessing.forkserver, "_forkserver", None)
+    from multiprocessing import forkserver  # noqa: PLC0415 - not on every platform
+
+    server = getattr(forkserver, "_forkserver", None)
     modules = getattr(server, "_preload_modules", None)
     if (
         isinstance(modules, list)
         and __name__ not in modules
         and getattr(server, "_forkserver_pid", 0) is None
     ):
-        multiprocessing.forkserver.set_forkserver_preload([*modules, __name__])
+        forkserver.set_forkserver_preload([*modules, __name__])
 
 
 # -- the parent side ----------------------------------------------------------
@@ -160,7 +161,6 @@ class _ProcessHost:
         self.options = options
         self.lock = threading.Lock()
         self.proxies: weakref.WeakSet[_ChildWorker] = weakref.WeakSet()
-        self.closed = False
         self.respawned = 0
         self.killed = 0
         self.crashed = 0
@@ -234,7 +234,6 @@ class _ProcessHost:
         # Every proxy has been terminated by now, unless interpreter exit
         # left one in block_until_ready: kill what is left.
         with self.lock:
-            self.closed = True
             proxies = list(self.proxies)
         for proxy in proxies:
             proxy.drop(kill=True)
@@ -273,17 +272,19 @@ class _ChildWorker:
             self.host.count("recycled")
             self.drop(kill=False)
             child = None
-        if child is None:
-            child = self.respawn()
-        if child.ready_due:
+        while True:
+            if child is None:
+                child = self.respawn()
+            if not child.ready_due:
+                return
             child.ready_due = False
             try:
-                reply: Any = _wire.recv(child.jobs)
+                _wire.recv(child.jobs)  # ("ready",): its block_until_ready returned
             except (EOFError, OSError):
-                self.crashed(child)
-                self.block_until_ready()  # a fresh child, whose readiness it waits for
-                return
-            assert reply == ("ready",), reply
+                self.crashed(child)  # it died in block_until_ready: a fresh one
+                child = None
+                continue
+            return
 
     def respawn(self) -> _Child:
         child = self.host.start_child()  # the factory's error reaches the caller
@@ -429,7 +430,9 @@ class _ChildWorker:
 
 def _ended(child: _Child) -> bool:
     """Whether *child*'s process has ended (its sentinel is readable), without waiting."""
-    return bool(select.select([child.process.sentinel], [], [], 0)[0])
+    poller = select.poll()  # not select(): an fd may be above FD_SETSIZE
+    poller.register(child.process.sentinel, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _end_process(process: Any, *, kill: bool) -> None:
