@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, wait_for
+from tests.helpers import WAIT, Call, wait_for
 from tests.process_helpers import Board, ChildWorker, Held, alive, pid, records, running
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,8 +169,14 @@ class TestNoLeaks:
             1, records(board), isolation="process", kill_grace=0
         )
         pids = [pool.process(pid)]
-        with pytest.raises(tunnypy.JobTimedOutError):
-            pool.process_timed(Held(board, "never released"), 0.05)
+        token = tunnypy.CancelToken()
+        held = Held(board, "never released")
+        call = Call(pool.process_ctx, held, token)
+        assert held.started.wait()
+        token.cancel()  # kill_grace=0: killed at once
+        assert call.done.wait(WAIT)
+        call.thread.join(WAIT)  # its eventfd waker goes with the thread
+        del call, token
         pids.append(pool.process(pid))
         os.kill(pids[-1], signal.SIGKILL)
         wait_for(lambda: not alive(pids[-1]), "the child to die")

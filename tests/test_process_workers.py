@@ -25,6 +25,7 @@ from tests.process_helpers import (
     ChildWorker,
     ExitWith,
     FailWhen,
+    Flag,
     Grow,
     Held,
     ReadyWorker,
@@ -125,17 +126,28 @@ class TestWhereWorkersLive:
             assert set(board.lines("ready")) == {str(child)}
 
 
+def give_up_once_started(pool: AnyPool, job: Any, started: Flag) -> tuple[Any, float]:
+    """Call process_ctx(job), cancel its token once the job runs; its error, and how long after."""
+    token = tunnypy.CancelToken()
+    call = Call(pool.process_ctx, job, token)
+    assert started.wait(), "the job never started"
+    gave_up = time.monotonic()
+    token.cancel()
+    assert call.done.wait(WAIT)
+    return call.error, time.monotonic() - gave_up
+
+
 class TestInterrupt:
     """A caller that gives up interrupts the job in the child; one that ignores it is killed."""
 
     def test_giving_up_makes_interrupted_true_in_the_child(
         self, pool: AnyPool, board: Board
     ) -> None:
-        """The caller's deadline runs the child's interrupt() and turns interrupted() True there."""
-        job = UntilInterrupted(board, "job")
+        """The child's interrupt() runs and interrupted() turns True there; the child serves on."""
         before = pool.process(pid)
-        with pytest.raises(tunnypy.JobTimedOutError):
-            pool.process_timed(job, 0.2)
+        job = UntilInterrupted(board, "job")
+        error, _ = give_up_once_started(pool, job, board.flag("job.started"))
+        assert isinstance(error, tunnypy.JobCancelledError)
         assert board.flag("job.saw").wait()
         assert board.flag("job.saw").read() == "True"
         assert board.lines("interrupts") == [str(before)]
@@ -145,31 +157,17 @@ class TestInterrupt:
         assert pool.process(interrupts) == 1
         assert pool.stats().killed == 0
 
-    def test_a_cancelled_token_interrupts_the_child_too(self, pool: AnyPool, board: Board) -> None:
-        """process_ctx: cancelling the token interrupts the job in its child."""
-        token = tunnypy.CancelToken()
-        job = UntilInterrupted(board, "job")
-        future = pool.submit(pid)  # the worker is warm
-        future.result(WAIT)
-        call = Call(pool.process_ctx, job, token)
-        assert board.flag("job.started").wait()
-        token.cancel()
-        assert call.done.wait(WAIT)
-        assert isinstance(call.error, tunnypy.JobCancelledError)
-        assert board.flag("job.saw").wait()
-        assert board.flag("job.saw").read() == "True"
-
     def test_a_job_that_ignores_its_interrupt_is_killed_and_its_child_replaced(
         self, board: Board
     ) -> None:
-        """After kill_grace the child is killed; the caller had its error at its deadline."""
+        """After kill_grace the child is killed; the caller had its error at once, before that."""
         with process_pool(1, board) as pool:  # kill_grace: 1 s, the default
             first = pool.process(pid)
-            start = time.monotonic()
-            with pytest.raises(tunnypy.JobTimedOutError):
-                pool.process_timed(Stuck(board, "stuck"), 0.1)
-            # At its deadline, not kill_grace later.
-            assert time.monotonic() - start < 0.9
+            error, after = give_up_once_started(
+                pool, Stuck(board, "stuck"), board.flag("stuck.started")
+            )
+            assert isinstance(error, tunnypy.JobCancelledError)
+            assert after < 0.9  # not kill_grace later
             assert alive(first)
             wait_for(lambda: not alive(first), "the stuck child to be killed")
             second = pool.process(pid)
@@ -177,15 +175,33 @@ class TestInterrupt:
             assert pool.process(jobs_run) == 2  # a fresh worker: its factory ran anew
             stats = pool.stats()
             assert (stats.killed, stats.respawned, stats.crashed) == (1, 1, 0)
-            assert (stats.timed_out, stats.workers) == (1, 1)
+            assert (stats.cancelled, stats.workers) == (1, 1)
             assert board.lines("started") == [str(first), str(second)]
+
+    def test_a_timed_out_job_is_killed_too(self, board: Board) -> None:
+        """process_timed: a deadline that passes while the job runs leads to the kill as well."""
+        with process_pool(1, board, kill_grace=0) as pool:
+            first = pool.process(pid)
+            for attempt, timeout in enumerate((0.2, 1.0, 5.0)):
+                name = f"stuck{attempt}"
+                with pytest.raises(tunnypy.JobTimedOutError):
+                    pool.process_timed(Stuck(board, name), timeout)
+                if pool.process(pid) != first:  # the worker served again only once replaced
+                    break
+                assert not board.flag(f"{name}.started").is_set()  # given up before it began
+            else:
+                raise AssertionError("the job never started before its deadline")
+            assert board.flag(f"{name}.started").read() == str(first)
+            assert pool.stats().killed == 1
 
     def test_kill_grace_zero_kills_at_once(self, board: Board) -> None:
         """kill_grace=0: the job is killed as its caller gives up; the worker serves anew."""
         with process_pool(1, board, kill_grace=0) as pool:
             first = pool.process(pid)
-            with pytest.raises(tunnypy.JobTimedOutError):
-                pool.process_timed(Stuck(board, "stuck"), 0.1)
+            error, _ = give_up_once_started(
+                pool, Stuck(board, "stuck"), board.flag("stuck.started")
+            )
+            assert isinstance(error, tunnypy.JobCancelledError)
             assert pool.process(pid) != first
             assert pool.stats().killed == 1
 
@@ -195,11 +211,14 @@ class TestInterrupt:
         """A call waiting in line behind a killed job runs in the new child, after its factory."""
         with process_pool(1, board, kill_grace=0) as pool:
             first = pool.process(pid)
-            stuck = Call(pool.process_timed, Stuck(board, "stuck"), 0.2)
+            token = tunnypy.CancelToken()
+            stuck = Call(pool.process_ctx, Stuck(board, "stuck"), token)
             assert board.flag("stuck.started").wait()
             waiting = pool.submit(pid)
+            wait_for(lambda: pool.stats().waiting == 1, "the call to wait in line")
+            token.cancel()
             assert stuck.done.wait(WAIT)
-            assert isinstance(stuck.error, tunnypy.JobTimedOutError)
+            assert isinstance(stuck.error, tunnypy.JobCancelledError)
             second = waiting.result(WAIT)
             assert second != first
             assert board.lines("started") == [str(first), str(second)]

@@ -429,9 +429,15 @@ class _ChildWorker:
 
 
 def _ended(child: _Child) -> bool:
-    """Whether *child*'s process has ended (its sentinel is readable), without waiting."""
+    """
+    Whether *child* has died while idle, without waiting.
+
+    Between jobs nothing is due on its jobs pipe, so that pipe reads as ready
+    only once it ends: the moment the child dies, before the process is
+    reaped and its sentinel says so.
+    """
     poller = select.poll()  # not select(): an fd may be above FD_SETSIZE
-    poller.register(child.process.sentinel, select.POLLIN)
+    poller.register(child.jobs.fileno(), select.POLLIN)
     return bool(poller.poll(0))
 
 
