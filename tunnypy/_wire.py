@@ -9,8 +9,8 @@ the next message.
 
 A message is framed as ``Connection.send_bytes`` frames it (a 4-byte length,
 or -1 and an 8-byte length), so either side may also be a plain
-``Connection``. Large buffers are never copied in user space on the way out
-and once on the way in: the pickler hands each large bytes-like payload to
+``Connection``. Large buffers are not copied in user space on the way out,
+and are copied once on the way in: the pickler hands each large bytes-like payload to
 ``send`` by reference and ``send`` writes it with ``os.writev``; the
 unpickler reads a large message through ``_Reader``, whose ``readinto``
 fills each large bytes or bytearray object straight from the connection.
@@ -92,11 +92,12 @@ def send(conn: Connection, obj: object) -> None:
         if len(chunks) == 1:
             conn.send_bytes(chunks[0])
             return
-        sizes = [memoryview(chunk).nbytes for chunk in chunks]
-        total = sum(sizes)
+        # Flat byte views of each chunk, Fortran-ordered buffers included.
+        views = [pickle.PickleBuffer(chunk).raw() for chunk in chunks]
+        total = sum(map(len, views))
         long = total > _SHORT_MAX
         header = _SHORT.pack(-1) + _LONG.pack(total) if long else _SHORT.pack(total)
-        _write_all(conn.fileno(), [header, *chunks])
+        _write_all(conn.fileno(), [memoryview(header), *views])
     finally:
         # The memo and the chunks hold the payload: let it go with the call.
         pickling.pickler.clear_memo()
@@ -104,9 +105,8 @@ def send(conn: Connection, obj: object) -> None:
         spare.pickling = pickling
 
 
-def _write_all(fd: int, buffers: list[Any]) -> None:
-    """Write every buffer in order, resuming after short writes."""
-    views = [memoryview(b).cast("B") for b in buffers]
+def _write_all(fd: int, views: list[memoryview]) -> None:
+    """Write every view in order, resuming after short writes."""
     start = 0
     while start < len(views):
         written = os.writev(fd, views[start : start + _IOV_MAX])
