@@ -10,9 +10,10 @@ import tunnypy
 # What the gate between caller and worker decides (see _job.py's docstring).
 GUARDED = {"withdrawn"}
 OWNERS = {"_job.py", "_line.py"}
-# A child process keeps its own record of the job it runs (_process._ChildJob),
+# A child process or a Dask actor keeps its own record of the job it runs
+# (_process._ChildJob, contrib.dask._RemoteJob),
 # read by interrupted() there; no line Job is in a child.
-CHILD_RECORDS = {"_process.py"}
+CHILD_RECORDS = {"_process.py", "dask.py"}
 
 
 class TestJobStateOwners:
