@@ -26,6 +26,7 @@ LANDMARKS: dict[str, list[str]] = {
     ],
     "tunnypy/_line.py": [
         "def dispatch(self, job: Job",
+        "    def call(",
         "def outcome(self, job: Job)",
         "def take_or_park(self, worker: Taker)",
         "def answer_summons(self, worker: Taker)",
@@ -33,14 +34,17 @@ LANDMARKS: dict[str, list[str]] = {
     "tunnypy/_worker_thread.py": [
         "def _run(self) -> None:",
         "outcome = job.context.run(process, job.payload)",
-        "following = take_or_park(self)",
+        "following = take_or_park(self) if offered else None",
+        "if offered and ok:",
+        "deliver(job, ok, outcome)",
+        "job = following  # None: parked",
+        "self.supervisor.worker_exited(self)",
+        "job = self.job  # set under the pool's lock",
+        "job = line.answer_summons(self)",
+        "self.waker.wait_forever()",
+        "def _deliver(self, job: Job, ok: bool, outcome: Any) -> None:",
         "gate.acquire()",
         "job.waker.wake()",
-        "following = self.job",
-        "self.waker.wait_forever()",
-        "following = await_job()",
-        "self.supervisor.worker_exited(self)",
-        "def _deliver(self, job: Job, ok: bool, outcome: Any) -> None:",
     ],
 }
 

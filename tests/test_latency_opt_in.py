@@ -15,7 +15,7 @@ import tunnypy
 from tunnypy import _histogram, _line, _pool, _worker_thread
 from tunnypy.contrib import prometheus
 
-from .helpers import WAIT
+from .helpers import WAIT, wait_for
 
 
 def run(payload: Any) -> Any:
@@ -138,6 +138,10 @@ class TestOn:
             for executor in (timed, untimed):
                 for future in [executor.submit(run, i) for i in range(5)]:
                     future.result(WAIT)
+            # A call's future is settled inside its job, before its worker
+            # counts it: wait for the last counts, with a bound.
+            wait_for(lambda: timed.stats().completed == 5, "every timed call to be counted")
+            wait_for(lambda: untimed.stats().completed == 5, "every call to be counted")
             timed_stats, untimed_stats = timed.stats(), untimed.stats()
         assert timed_stats.wait.count == timed_stats.run.count == 5
         assert untimed_stats.wait.count == untimed_stats.run.count == 0

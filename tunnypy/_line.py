@@ -29,7 +29,7 @@ from ._histogram import clock
 from ._job import DONE, NO_CONTEXT, REJECTED, RUNNING, WAITING, Job, Runner, worker_tls
 from ._log import log
 from ._token import CancelToken
-from ._waker import LockWaker, Waker, cpus_usable, yield_until_free
+from ._waker import LockWaker, Waker, yield_until_free
 from .exceptions import (
     JobCancelledError,
     JobTimedOutError,
@@ -58,6 +58,7 @@ class Taker(Runner, Protocol):
 
     @property
     def fd_waker(self) -> Waker: ...
+
     @property
     def line(self) -> Line: ...
 
@@ -89,10 +90,6 @@ class Line:
         # The parked worker taken off ``idle`` to serve the line that has not
         # yet answered (see answer_summons); at most one.
         self.summoned: Taker | None = None
-        # With several CPUs, a caller whose job waits behind others (and every
-        # process_timed caller) sleeps on a lock rather than an eventfd, and so
-        # does a worker after a job from the line (design.md, "Wakers, and why eventfd").
-        self.several_cpus = cpus_usable() > 1
         # Counters. ``completed`` and ``failed`` live on each worker (written
         # only by its thread) and are folded in here when the worker leaves.
         self.completed = 0
@@ -306,7 +303,11 @@ class Line:
         """
         Dispatch *job*, wait for it and return its result, or raise what ended the call.
 
-        *call* names the method that made the call, for a ``PoolDeadlockError``.
+        The one slow path of the thread callers: ``process_ctx``, ``try_process``
+        and ``process_timed`` without a deadline. ``Pool.process`` and
+        ``Pool.process_timed`` inline their common case (docs/design.md, "One
+        fast path per side"). *call* names the method that made the call, for
+        a ``PoolDeadlockError``.
         """
         waker = job.waker
         assert waker is not None
@@ -494,11 +495,11 @@ class Line:
                     job.state = RUNNING
                     job.runner = worker
                     worker.job = job
-                    worker.park_on_lock_next = future is not None or self.several_cpus
+                    worker.park_on_lock_next = future is not None
                     return job
-                # Park on the lock when whoever wakes this worker is likely to
-                # go on running Python, else on the eventfd (docs/design.md,
-                # "Wakers, and why eventfd").
+                # After a submitted job, park on the lock: its submitter, which
+                # wakes it next, goes on running Python (docs/design.md, "Wakers,
+                # and why eventfd").
                 if worker.park_on_lock_next:
                     waker = worker.lock_waker
                     if waker is None:

@@ -368,8 +368,8 @@ class Pool(Generic[P, R]):
         if waker is None:
             # The thread's first call, or no eventfd to be had.
             waker = job.waker = job.default_waker()
-        # The fast path of Line.dispatch(), inlined: the hand-over to a parked
-        # worker and joining the line; every other case is dispatch()'s.
+        # The fast path, mirroring Line.call() (docs/design.md, "One fast path per
+        # side"): hand over to a parked worker or join the line; the rest is dispatch()'s.
         # Safe wherever Ctrl-C lands (docs/design.md, "Ctrl-C and other signals").
         parked = None
         queued = False
@@ -399,11 +399,8 @@ class Pool(Generic[P, R]):
                         )
                         or (not line.closed and line.max_waiting is None and line.stalled is None)
                     ):
-                        line_waker = job.lock_waker if line.several_cpus else waker
-                        if line_waker is not None:  # else dispatch() makes it
-                            job.waker = waker = line_waker
-                            line.waiting.append(job)
-                            queued = True
+                        line.waiting.append(job)
+                        queued = True
             finally:
                 if parked is not None:
                     try:
@@ -413,8 +410,6 @@ class Pool(Generic[P, R]):
                         parked.waker.wake()
                         raise
             if parked is None and not queued:
-                if line.several_cpus:
-                    job.waker = waker = job.own_waker()
                 line.dispatch(job)
             if job.state < DONE:
                 wait = waker.wait_forever
@@ -474,8 +469,6 @@ class Pool(Generic[P, R]):
             del payload  # as in process()
             endless.waker = endless.default_waker()
             return line.call(endless, None, None, call="process_timed")  # type: ignore[no-any-return]
-        # With several CPUs a timed wait sleeps on the job's lock: one futex
-        # wait, not poll() then read() (docs/design.md, "Wakers, and why eventfd").
         tls = _job._tls
         job = tls.spare
         if job is None:
@@ -483,15 +476,14 @@ class Pool(Generic[P, R]):
         else:
             tls.spare = None
             job.renew(payload, _copy_context())
-        if line.several_cpus:
-            waker: Waker = job.own_waker()
-        else:
-            waker = tls.waker or job.default_waker()
-        job.waker = waker
+        # A timed wait sleeps on the job's own lock: one futex wait, not poll()
+        # then read(), and a call that a signal handler makes on this thread
+        # meanwhile cannot take its wake (docs/design.md, "Wakers, and why eventfd").
+        waker = job.waker = job.lock_waker or job.own_waker()
         try:
             # Inside the try: Ctrl-C may land just after dispatch() returns.
             line.dispatch(job, call="process_timed")
-            # Inline rather than Line.call(): this is the hot path.
+            # Line.call()'s wait, inlined (docs/design.md, "One fast path per side").
             if job.state < DONE:
                 wait = waker.wait
                 while job.state < DONE:

@@ -82,8 +82,7 @@ class WorkerThread:
         # A parked worker sleeps on one of two wakers, chosen as it parks
         # (Line.take_or_park); ``waker`` is the one it sleeps on now.
         self.fd_waker = new_waker()
-        # Made when first needed: most workers never serve a submit
-        # (docs/performance.md, "Shortcuts").
+        # Made when first needed: most workers never serve a submit.
         self.lock_waker: LockWaker | None = None
         self.waker: Waker = self.fd_waker
         self.park_on_lock_next = False
@@ -130,7 +129,6 @@ class WorkerThread:
             line = self.line
             take_or_park = line.take_or_park
             deliver = self._deliver
-            await_job = self._await_job
             # Decided once: a pool without ``latency`` reads no clock per job.
             timing = line.latency
             record_wait = self.waited.append
@@ -154,13 +152,32 @@ class WorkerThread:
                 ok = False
                 outcome: Any = None
                 try:
+                    offered = False  # whether it offered itself as it delivered
                     while True:
-                        if job is None:
+                        if job is None and not offered:
                             if self.retiring:
                                 break  # no last block_until_ready on the way out
                             if not offers_before_delivering:
                                 self._block_until_ready(ready)
-                            job = take_or_park(self) or await_job()
+                            job = take_or_park(self)
+                        if job is None:
+                            # Parked (or retiring): the one park loop. Sleep until
+                            # handed a job or summoned to take the first in line.
+                            while True:
+                                job = self.job  # set under the pool's lock before the wake
+                                if job is not None:
+                                    self.park_on_lock_next = False  # handed over
+                                    break
+                                if line.summoned is self:
+                                    job = line.answer_summons(self)
+                                    if job is not None:
+                                        break
+                                if self.retiring:
+                                    break
+                                try:  # noqa: SIM105 - suppress() costs a frame
+                                    self.waker.wait_forever()
+                                except InterruptedError:
+                                    pass  # a signal arrived (see _waker)
                             if job is None:
                                 break  # retired
                         ok = False
@@ -181,56 +198,35 @@ class WorkerThread:
                                 record_wait(started - job.joined)
                                 if len(ran) >= FOLD_AT:
                                     self.fold()
-                        if offers_before_delivering:
-                            if job.future is not None:
-                                # set_result() runs the caller's done-callbacks:
-                                # deliver first, so this worker is not on the idle
-                                # stack while they run (docs/design.md, "The worker loop").
-                                deliver(job, ok, outcome)
-                                following = take_or_park(self)
-                            elif ok:
-                                following = take_or_park(self)
-                                # _deliver(), inlined for the hot path
-                                # (docs/performance.md, "Shortcuts").
-                                gate = job.gate
-                                gate.acquire()
-                                if job.withdrawn:
-                                    gate.release()
-                                    if debug_enabled():
-                                        log.debug("job_abandoned", worker=self.index, completed=ok)
-                                else:
-                                    self.completed += 1
-                                    job.result = outcome
-                                    job.state = DONE
-                                    gate.release()
-                                    job.waker.wake()  # type: ignore[union-attr]
+                        # A worker ready the moment its job returns offers itself
+                        # before delivering, but not after a submit: set_result()
+                        # runs the caller's done-callbacks, which must not find this
+                        # worker on the idle stack (docs/design.md, "The worker loop").
+                        offered = offers_before_delivering and job.future is None
+                        following = take_or_park(self) if offered else None
+                        if offered and ok:
+                            # _deliver() for a successful job, inlined: it was measured
+                            # to pay (docs/performance.md, "Shortcuts").
+                            gate = job.gate
+                            gate.acquire()
+                            if job.withdrawn:
+                                gate.release()
+                                if debug_enabled():
+                                    log.debug("job_abandoned", worker=self.index, completed=ok)
                             else:
-                                following = take_or_park(self)
-                                deliver(job, ok, outcome)
-                            # Keep nothing of the finished call alive while parked.
-                            job = outcome = None
-                            if following is None:
-                                # The common case of _await_job(), inlined: parked,
-                                # wait to be handed a job.
-                                while True:
-                                    following = self.job
-                                    if following is not None:
-                                        self.park_on_lock_next = False  # handed over
-                                        break
-                                    if self.retiring or line.summoned is self:
-                                        break
-                                    try:  # noqa: SIM105 - suppress() costs a frame
-                                        self.waker.wait_forever()
-                                    except InterruptedError:
-                                        pass  # a signal arrived (see _waker)
-                                if following is None:
-                                    following = await_job()
-                            job = following
-                            if job is None:
-                                break  # retired
+                                self.completed += 1
+                                job.result = outcome
+                                job.state = DONE
+                                gate.release()
+                                job.waker.wake()  # type: ignore[union-attr]
                         else:
                             deliver(job, ok, outcome)
-                            self.job = job = outcome = None
+                        # Keep nothing of the finished call alive while parked.
+                        job = outcome = None
+                        if offered:
+                            job = following  # None: parked
+                        else:
+                            self.job = None
                     break  # retired
                 except BaseException as exc:
                     served = self.completed + self.failed
@@ -336,29 +332,6 @@ class WorkerThread:
             log.exception("block_until_ready_failed", worker=self.index)
         finally:
             self.readying = False
-
-    def _await_job(self) -> Job | None:
-        """
-        Sleep on the idle stack until handed a job or summoned to take one.
-
-        Returns the job, or ``None`` once retiring.
-        """
-        line = self.line
-        while True:
-            job = self.job  # a caller sets it, under the pool's lock, before waking us
-            if job is not None:
-                self.park_on_lock_next = False  # handed over
-                return job
-            if line.summoned is self:
-                job = line.answer_summons(self)
-                if job is not None:
-                    return job
-            if self.retiring:
-                return None
-            try:  # noqa: SIM105 - as in _run()
-                self.waker.wait_forever()
-            except InterruptedError:
-                pass  # a signal arrived (see _waker)
 
     def _deliver(self, job: Job, ok: bool, outcome: Any) -> None:
         """Hand *outcome* to the job's caller, unless the caller gave up on it."""

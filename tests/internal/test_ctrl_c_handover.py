@@ -66,10 +66,9 @@ class InterruptedWake:
             raise KeyboardInterrupt
 
 
-# The calls that wait in line (not try_process); process once per waker it may join on.
+# The calls that wait in line (not try_process).
 IN_LINE_CALLS: dict[str, PoolCall] = {
-    "process, eventfd": CALLS["process"],
-    "process, lock": CALLS["process"],
+    "process": CALLS["process"],
     "process_timed": CALLS["process_timed"],
     "process_ctx": CALLS["process_ctx"],
     "submit": lambda pool, job: pool.submit(job),
@@ -86,7 +85,6 @@ class TestCtrlCJustAfterTheJobGotIn:
         ran = threading.Event()
         with tunnypy.Pool.from_func(1, run) as pool:
             core = pool._line
-            core.several_cpus = kind == "process, lock"
             busy = pool.submit(blocker)
             assert blocker.started.wait(WAIT)
             core.waiting = InterruptedLine()
@@ -137,7 +135,6 @@ class TestCtrlCJustAfterTheJobGotIn:
         ran = threading.Event()
         with tunnypy.Pool.from_func(1, run) as pool:
             core = pool._line
-            core.several_cpus = kind == "process, lock"
             core.max_waiting = 10  # process() takes dispatch()'s way into the line
             busy = pool.submit(blocker)
             assert blocker.started.wait(WAIT)

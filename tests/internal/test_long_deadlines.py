@@ -14,7 +14,6 @@ class TestDeadlinesBeyondWhatPollTakes:
     def test_process_timed_on_an_eventfd_with_a_month_long_timeout_completes(self) -> None:
         gate = Gate()
         with tunnypy.Pool.from_func(1, gate) as pool:
-            pool._line.several_cpus = False  # one CPU's choice: the caller waits on its eventfd
             call = Call(pool.process_timed, "value", self.MONTH)
             assert gate.started.wait(WAIT)
             gate.release.set()  # the caller is (or soon is) in its month-long wait

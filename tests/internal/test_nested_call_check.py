@@ -12,32 +12,20 @@ from tests.helpers import (
     Call,
     wait_for,
 )
-from tunnypy import _job
-from tunnypy._job import NO_CONTEXT, Job
 from tunnypy._waker import Waker
 
 
 class TestJobUsesItsOwnPool:
-    @pytest.mark.parametrize("several_cpus", [False, True])
-    def test_a_job_calling_its_own_full_pool_raises_deadlock_error(
-        self, several_cpus: bool
-    ) -> None:
+    def test_a_job_calling_its_own_full_pool_raises_deadlock_error(self) -> None:
         """process() from a job on a size-1 pool raises PoolDeadlockError instead of hanging."""
         holder: list[tunnypy.Pool[int, int]] = []
 
         def job(depth: int) -> int:
             if depth:
                 return depth
-            # A thread whose last call waited in a line keeps that job, and
-            # its lock waker, for the next: Pool.process then queues a call
-            # itself, and must still check.
-            spare = Job(None, NO_CONTEXT, None)
-            spare.own_waker()
-            _job._tls.spare = spare
             return holder[0].process(depth + 1)
 
         pool = tunnypy.Pool.from_func(1, job)
-        pool._line.several_cpus = several_cpus  # both of process()'s ways into the line
         holder.append(pool)
         try:
             with pytest.raises(tunnypy.PoolDeadlockError, match="its own pool"):

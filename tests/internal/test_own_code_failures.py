@@ -100,7 +100,7 @@ def parked_failing(
     tolerate: they only look again), holding no job.
     """
     wait_for(lambda: pool.stats().idle == pool.size, "every worker to park")
-    fake = pool._line.idle[-1].fd_waker
+    fake = pool._line.idle[-1].waker
     assert isinstance(fake, FailingWaker)
     wait_for(fake.parked.is_set, "the worker to sleep")
     if failed_already:

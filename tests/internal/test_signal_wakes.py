@@ -78,7 +78,6 @@ class TestHandlerThatCallsThePoolWhileItsThreadSleepsOnALock:
         seen: dict[str, object] = {}
         entered, handled = threading.Event(), threading.Event()
         with tunnypy.Pool.from_func(1, run) as pool:
-            pool._line.several_cpus = True  # lock wakers, even pinned to one CPU
 
             def handler(signum: int, frame: object) -> None:
                 if entered.is_set():

@@ -1,12 +1,12 @@
 """
-Which waker a caller sleeps on: its eventfd, or its lock (``Line.several_cpus``).
+Which waker a caller sleeps on (its thread's eventfd or, with no eventfd to be had, its
+job's lock), and which one a worker parks on.
 
-Both are correct; the choice is for speed. An eventfd wake hands the GIL to
-the woken thread, which is right when the waker is about to sleep. A lock
-wake leaves the GIL with the waker, which is right when it goes on working,
-and a timed lock wait is one system call where a timed eventfd wait is two.
-These tests pin ``several_cpus`` so that both branches run on any machine,
-and look at the waker of the job a worker is running.
+Neither depends on how many CPUs there are (that choice was removed:
+docs/performance.md, "Shortcuts"): a ``process_timed`` with a deadline always
+sleeps on its job's lock, every other call on the eventfd, and a worker parks
+on its lock only after a submitted job. The caller tests look at the waker
+of the job a worker is running.
 """
 
 from __future__ import annotations
@@ -61,19 +61,18 @@ def run_gate(payload: Any) -> Any:
 
 
 @contextlib.contextmanager
-def parked_pool(size: int, several_cpus: bool) -> Iterator[tuple[Any, Line]]:
-    """A pool of *size* with ``several_cpus`` pinned, once every worker has parked."""
+def parked_pool(size: int) -> Iterator[tuple[Any, Line]]:
+    """A pool of *size*, once every worker has parked."""
     with tunnypy.Pool.from_func(size, run_gate) as pool:
         core = pool._line
-        core.several_cpus = several_cpus
         wait_for(lambda: len(core.idle) == size, "every worker to park")
         yield pool, core
 
 
 @contextlib.contextmanager
-def one_worker_busy(size: int, several_cpus: bool) -> Iterator[tuple[Any, Line, Gate]]:
+def one_worker_busy(size: int) -> Iterator[tuple[Any, Line, Gate]]:
     """A pool of *size* whose workers all parked, then one busy on a gated process() call."""
-    with parked_pool(size, several_cpus) as (pool, core):
+    with parked_pool(size) as (pool, core):
         busy = Gate()
         first = Call(pool.process, busy)
         assert busy.started.wait(WAIT)
@@ -82,36 +81,25 @@ def one_worker_busy(size: int, several_cpus: bool) -> Iterator[tuple[Any, Line, 
         first.wait()
 
 
-@pytest.mark.parametrize("several_cpus", [True, False])
-def test_process_timed_sleeps_on_its_lock_only_with_several_cpus(several_cpus: bool) -> None:
-    with parked_pool(2, several_cpus) as (pool, _):
-        gate = Gate()
-        call, wakers = call_recording_wakers(pool.process_timed, gate, WAIT)
-        job = running_job(pool._lifecycle, gate)
-        assert sleeps_on(job, wakers) == ("lock" if several_cpus else "fd")
-        gate.release.set()
-        call.wait()
+WITH_FD_CALLS: dict[str, Any] = {
+    "process": lambda pool, gate: pool.process(gate),
+    "process_timed, no limit": lambda pool, gate: pool.process_timed(gate, float("inf")),
+    "process_ctx": lambda pool, gate: pool.process_ctx(gate, tunnypy.CancelToken()),
+}
 
 
-def test_process_handed_to_a_parked_worker_sleeps_on_its_eventfd() -> None:
-    """Every worker parked: the lone round trip, where the eventfd is fastest."""
-    with parked_pool(2, several_cpus=True) as (pool, _):
+@pytest.mark.parametrize("kind", sorted(WITH_FD_CALLS))
+@pytest.mark.parametrize("behind_a_busy_worker", [False, True])
+def test_a_call_sleeps_on_its_threads_eventfd(kind: str, behind_a_busy_worker: bool) -> None:
+    """Handed to a parked worker or waiting in line behind a busy one, on any number of CPUs."""
+    with contextlib.ExitStack() as stack:
+        if behind_a_busy_worker:
+            pool, _, _ = stack.enter_context(one_worker_busy(2))
+        else:
+            pool, _ = stack.enter_context(parked_pool(2))
         gate = Gate()
-        call, wakers = call_recording_wakers(pool.process, gate)
+        call, wakers = call_recording_wakers(WITH_FD_CALLS[kind], pool, gate)
         assert sleeps_on(running_job(pool._lifecycle, gate), wakers) == "fd"
-        gate.release.set()
-        call.wait()
-
-
-@pytest.mark.parametrize("several_cpus", [True, False])
-def test_process_behind_a_busy_worker_sleeps_on_its_lock_only_with_several_cpus(
-    several_cpus: bool,
-) -> None:
-    with one_worker_busy(2, several_cpus) as (pool, _, _):
-        gate = Gate()
-        call, wakers = call_recording_wakers(pool.process, gate)
-        job = running_job(pool._lifecycle, gate)
-        assert sleeps_on(job, wakers) == ("lock" if several_cpus else "fd")
         gate.release.set()
         call.wait()
 
@@ -124,14 +112,28 @@ NO_FD_CALLS: dict[str, Any] = {
 }
 
 
+@pytest.mark.parametrize("behind_a_busy_worker", [False, True])
+def test_process_timed_sleeps_on_its_jobs_lock(behind_a_busy_worker: bool) -> None:
+    """On any number of CPUs: a signal handler's call on the same thread cannot take its wake."""
+    with contextlib.ExitStack() as stack:
+        if behind_a_busy_worker:
+            pool, _, _ = stack.enter_context(one_worker_busy(2))
+        else:
+            pool, _ = stack.enter_context(parked_pool(2))
+        gate = Gate()
+        call, wakers = call_recording_wakers(pool.process_timed, gate, WAIT)
+        assert sleeps_on(running_job(pool._lifecycle, gate), wakers) == "lock"
+        gate.release.set()
+        call.wait()
+
+
 @pytest.mark.parametrize("kind", sorted(NO_FD_CALLS))
 def test_without_an_eventfd_a_call_sleeps_on_its_own_jobs_lock(
     kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The eventfd budget spent: the call's job brings its own lock, shared with no other call."""
     monkeypatch.setattr(_waker, "new_fd_waker", lambda: None)
-    # several_cpus off: else process_timed sleeps on the job's lock anyway.
-    with parked_pool(2, several_cpus=False) as (pool, _):
+    with parked_pool(2) as (pool, _):
         gate = Gate()
         seen: dict[str, Any] = {}
 
@@ -156,38 +158,24 @@ def parked_on(wrapper: Any) -> str:
     return "lock"
 
 
-@pytest.mark.parametrize("several_cpus", [True, False])
-def test_a_worker_handed_its_job_by_a_lone_caller_parks_on_its_eventfd(several_cpus: bool) -> None:
-    """The lone round trip: the caller sleeps as it wakes the worker, so the eventfd."""
-    with parked_pool(1, several_cpus) as (pool, core):
-        assert all(isinstance(w.fd_waker, _waker.FdWaker) for w in pool._lifecycle.workers)
-        assert pool.process("x") == "x"
-        wait_for(lambda: len(core.idle) == 1, "the worker to park again")
-        assert parked_on(core.idle[0]) == "fd"
-
-
-@pytest.mark.parametrize("several_cpus", [True, False])
-def test_a_worker_whose_job_came_from_the_line_parks_on_its_lock_only_with_several_cpus(
-    several_cpus: bool,
-) -> None:
-    """Callers queue, so whoever wakes it next goes on running Python: the lock, given 2 CPUs."""
-    with one_worker_busy(1, several_cpus) as (pool, core, busy):
+def test_a_worker_whose_job_came_from_the_line_parks_on_its_eventfd() -> None:
+    """On any number of CPUs: the lock for a job from the line went with the per-CPU choice."""
+    with one_worker_busy(1) as (pool, core, busy):
         queued = Call(pool.process, "queued")
         wait_for(lambda: pool.queue_length == 1, "the second call to wait in line")
         busy.release.set()
         assert queued.wait() == "queued"
         wait_for(lambda: len(core.idle) == 1, "the worker to park again")
-        assert parked_on(core.idle[0]) == ("lock" if several_cpus else "fd")
+        assert parked_on(core.idle[0]) == "fd"
+
+
+def test_a_worker_whose_job_was_submitted_parks_on_its_lock() -> None:
+    """Its submitter, which wakes it next, goes on running Python, and keeps the GIL."""
+    with parked_pool(1) as (pool, core):
+        assert pool.submit("x").result(WAIT) == "x"
+        wait_for(lambda: len(core.idle) == 1, "the worker to park again")
+        assert parked_on(core.idle[0]) == "lock"
         # Handed its next job by a lone caller, it goes back to the eventfd.
         assert pool.process("alone") == "alone"
         wait_for(lambda: len(core.idle) == 1, "the worker to park after that")
         assert parked_on(core.idle[0]) == "fd"
-
-
-@pytest.mark.parametrize("several_cpus", [True, False])
-def test_a_worker_whose_job_was_submitted_parks_on_its_lock(several_cpus: bool) -> None:
-    """The submitter goes on submitting: the lock, whatever the CPUs."""
-    with parked_pool(1, several_cpus) as (pool, core):
-        assert pool.submit("x").result(WAIT) == "x"
-        wait_for(lambda: len(core.idle) == 1, "the worker to park again")
-        assert parked_on(core.idle[0]) == "lock"
