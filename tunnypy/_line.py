@@ -82,6 +82,15 @@ class Line:
         # Set while the pool, replacing failed workers, has had none for its
         # stall_timeout: why calls are refused (docs/design.md, "Workers that come back").
         self.stalled: str | None = None
+        # Autoscaling (docs/design.md, "Autoscaling and recycling"): the most
+        # workers a call that must wait may grow the pool to (``None``: off),
+        # the workers asked of the keeper and not yet listed, and its waker.
+        self.grow_to: int | None = None
+        self.growing = 0
+        self.keeper: Waker | None = None
+        # Recycling: the jobs after which a worker is replaced (0: never).
+        # Fixed for the pool's life, read once as each worker thread starts.
+        self.max_jobs = 0
         # Each worker whose thread waits in a call on this pool (a job calling
         # its own pool), with that call's job and name, from the moment the
         # call joins the line until it ends (docs/design.md, "Deadlock check").
@@ -117,6 +126,7 @@ class Line:
             job.joined = clock()
         # Safe wherever Ctrl-C lands (docs/design.md, "Ctrl-C and other signals").
         parked: Taker | None = None
+        grow = False
         lock = self.lock
         if lock.locked():
             yield_until_free(lock)
@@ -139,7 +149,7 @@ class Line:
                     # No worker is free for this job (the one on its way
                     # serves the first job in line, the parked ones the
                     # next): it waits its turn, or is refused.
-                    self._enqueue_locked(job, wait, call)
+                    grow = self._enqueue_locked(job, wait, call)
                     return
                 # A worker is free for it: on its way, or parked and about to
                 # be summoned along the chain. A job's call on its own pool is
@@ -157,8 +167,20 @@ class Line:
                     # (docs/design.md, "Ctrl-C and other signals").
                     parked.waker.wake()
                     raise
+            if grow:
+                self.wake_keeper()
 
-    def _enqueue_locked(self, job: Job, wait: bool, call: str) -> None:
+    def wake_keeper(self) -> None:
+        """Wake the keeper thread, if there is one, to make the workers asked for."""
+        keeper = self.keeper
+        if keeper is not None:
+            try:
+                keeper.wake()
+            except BaseException:  # Ctrl-C as the wake began: as in dispatch()
+                keeper.wake()
+                raise
+
+    def _enqueue_locked(self, job: Job, wait: bool, call: str) -> bool:
         if self.closed:
             self.rejected += 1
             raise PoolClosedError(self.closed_reason)
@@ -172,10 +194,20 @@ class Line:
             self.rejected += 1
             msg = f"waiting line is full (max_waiting={self.max_waiting})"
             raise PoolBusyError(msg)
+        # Autoscaling: a job no worker on its way will take asks the keeper
+        # for one more, up to grow_to (docs/design.md, "Autoscaling and recycling").
+        grow = (
+            self.grow_to is not None
+            and len(self.waiting) >= self.growing
+            and self.active + self.growing < self.grow_to
+        )
+        if grow:
+            self.growing += 1
         # A future never blocks its caller; only a worker thread can be a job.
         if job.future is None and worker_tls.runner is not None:
             self._count_nested(job, call, check=True)
         self.waiting.append(job)
+        return grow
 
     def _count_nested(self, job: Job, call: str, *, check: bool) -> None:
         # Record a job's call on its own pool until it ends (forget_nested);
@@ -223,6 +255,8 @@ class Line:
         active = self.active
         if not 0 < active <= len(nested):
             return None  # some active worker waits on nothing here
+        if self.growing:
+            return None  # a worker on its way will take a job from the line
         ends: dict[Runner, Job | None] = {}  # where each chain ends; None: it can move
         stuck: set[Job] = set()
         waiting = 0

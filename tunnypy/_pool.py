@@ -23,7 +23,7 @@ from ._checks import check_size, check_timeout, deadline_in
 from ._future import JobFuture
 from ._histogram import clock as _clock
 from ._job import DONE, NO_CONTEXT, RUNNING, WAITING, Job, worker_tls
-from ._lifecycle import Lifecycle, PoolStats, awaited_at_exit, close_dropped_pool
+from ._lifecycle import Bounds, Lifecycle, PoolStats, awaited_at_exit, close_dropped_pool
 from ._line import CANCELLED, TIMED_OUT, Line
 from ._token import CancelToken
 from ._waker import Waker, yield_until_free
@@ -71,12 +71,23 @@ class Pool(Generic[P, R]):
             a call and both summaries stay empty (``count`` 0). On, it costs
             three clock reads and two bucket counts per job, about 0.6 µs
             (docs/performance.md, "Latency").
+        max_jobs_per_worker: Recycle a worker once it has run this many jobs:
+            a fresh worker from the factory is started in its place, and only
+            then does the old one retire (after the job it holds, if any) and
+            run ``terminate()``. ``None`` for never.
+        max_worker_age: Recycle a worker, likewise, once this many seconds
+            have passed since it was made: a positive number; ``None`` (or
+            ``float("inf")``) for never. While the factory fails, the old
+            worker serves on and the successor is retried with the
+            replacement's backoff.
 
     Raises:
         TypeError, ValueError: *size* or *max_waiting* is not a non-negative
             int, *worker_factory* is not callable, or *stall_timeout* is not
             a non-negative number.
         TypeError: *latency* is not a bool.
+        TypeError, ValueError: *max_jobs_per_worker* is not a positive int,
+            or *max_worker_age* not a positive number.
         TypeError: The factory returned an object without a callable
             ``process()``, or with a ``block_until_ready``, ``interrupt`` or
             ``terminate`` that is not callable; the workers already made are
@@ -108,8 +119,19 @@ class Pool(Generic[P, R]):
         max_waiting: int | None = None,
         stall_timeout: float | None = None,
         latency: bool = False,
+        max_jobs_per_worker: int | None = None,
+        max_worker_age: float | None = None,
     ) -> None:
-        self._init(size, worker_factory, None, max_waiting, stall_timeout, latency=latency)
+        self._init(
+            size,
+            worker_factory,
+            None,
+            max_waiting,
+            stall_timeout,
+            latency=latency,
+            max_jobs=max_jobs_per_worker,
+            max_age=max_worker_age,
+        )
 
     def _init(
         self,
@@ -120,6 +142,8 @@ class Pool(Generic[P, R]):
         stall_timeout: float | None,
         *,
         latency: bool,
+        max_jobs: int | None,
+        max_age: float | None,
     ) -> None:
         size = check_size(size)
         if not callable(worker_factory):
@@ -134,9 +158,23 @@ class Pool(Generic[P, R]):
         if not isinstance(latency, bool):
             msg = f"latency must be a bool (got {type(latency).__name__})"
             raise TypeError(msg)
+        if max_jobs is not None:
+            max_jobs = check_size(max_jobs, "max_jobs_per_worker", positive=True)
+        if max_age is not None:
+            max_age = check_timeout(max_age, "max_worker_age")
+            if max_age == 0:
+                msg = "max_worker_age must be a positive number of seconds (got 0)"
+                raise ValueError(msg)
+            if max_age == _INF:
+                max_age = None
         line = Line(check, max_waiting, latency)
-        lifecycle = Lifecycle(worker_factory, line, stall_timeout)
+        lifecycle = Lifecycle(worker_factory, line, stall_timeout, max_jobs, max_age)
         lifecycle.set_size(size, False, None)
+        try:
+            lifecycle.start_keeper()
+        except BaseException:
+            lifecycle.close(True, None)
+            raise
         self._line = line
         self._lifecycle = lifecycle
         awaited_at_exit.add(lifecycle)
@@ -151,20 +189,32 @@ class Pool(Generic[P, R]):
         max_waiting: int | None = None,
         stall_timeout: float | None = None,
         latency: bool = False,
+        max_jobs_per_worker: int | None = None,
+        max_worker_age: float | None = None,
     ) -> Pool[P, R]:
         """
         A pool whose every worker calls ``fn(payload)``.
 
         Raises:
             TypeError: *fn* is not callable.
-            TypeError, ValueError: *size*, *max_waiting*, *stall_timeout* or
-                *latency* is invalid, as for :class:`Pool`.
+            TypeError, ValueError: *size*, *max_waiting*, *stall_timeout*,
+                *latency*, *max_jobs_per_worker* or *max_worker_age* is
+                invalid, as for :class:`Pool`.
         """
         if not callable(fn):
             msg = f"fn must be callable (got {type(fn).__name__})"
             raise TypeError(msg)
         pool: Pool[P, R] = cls.__new__(cls)
-        pool._init(size, lambda: FuncWorker(fn), None, max_waiting, stall_timeout, latency=latency)
+        pool._init(
+            size,
+            lambda: FuncWorker(fn),
+            None,
+            max_waiting,
+            stall_timeout,
+            latency=latency,
+            max_jobs=max_jobs_per_worker,
+            max_age=max_worker_age,
+        )
         return pool
 
     @staticmethod
@@ -174,6 +224,8 @@ class Pool(Generic[P, R]):
         max_waiting: int | None = None,
         stall_timeout: float | None = None,
         latency: bool = False,
+        max_jobs_per_worker: int | None = None,
+        max_worker_age: float | None = None,
     ) -> Pool[Callable[[], object], object]:
         """
         A pool whose payloads are zero-argument callables; each returns the result.
@@ -182,8 +234,9 @@ class Pool(Generic[P, R]):
         ``try_*`` raise ``TypeError`` in the caller, before anything is queued.
 
         Raises:
-            TypeError, ValueError: *size*, *max_waiting*, *stall_timeout* or
-                *latency* is invalid, as for :class:`Pool`.
+            TypeError, ValueError: *size*, *max_waiting*, *stall_timeout*,
+                *latency*, *max_jobs_per_worker* or *max_worker_age* is
+                invalid, as for :class:`Pool`.
         """
         pool: Pool[Callable[[], object], object] = Pool.__new__(Pool)
         pool._init(
@@ -193,6 +246,8 @@ class Pool(Generic[P, R]):
             max_waiting,
             stall_timeout,
             latency=latency,
+            max_jobs=max_jobs_per_worker,
+            max_age=max_worker_age,
         )
         return pool
 
@@ -266,12 +321,18 @@ class Pool(Generic[P, R]):
                         # Not a worker thread (whose call dispatch() counts
                         # for the deadlock check), and a worker is free for it
                         # (dispatch()'s last case), or it waits its turn and
-                        # nothing refuses it: not closed, no max_waiting, not stalled.
+                        # nothing refuses it nor grows the pool: not closed, no
+                        # max_waiting, not stalled, not autoscaling.
                         (
                             on_way is not None
                             and len(idle) + (not on_way.retiring) > len(line.waiting)
                         )
-                        or (not line.closed and line.max_waiting is None and line.stalled is None)
+                        or (
+                            not line.closed
+                            and line.max_waiting is None
+                            and line.stalled is None
+                            and line.grow_to is None  # else dispatch() may grow the pool
+                        )
                     ):
                         line_waker = job.lock_waker if line.several_cpus else waker
                         if line_waker is not None:  # else dispatch() makes it
@@ -614,6 +675,7 @@ class Pool(Generic[P, R]):
         Raises:
             PoolClosedError: The pool is closed.
             TypeError, ValueError: *size* or *timeout* is invalid; nothing changed.
+            RuntimeError: The pool autoscales (see :meth:`autoscale`); nothing changed.
             TypeError: The factory returned something that is not a worker
                 (see :class:`Pool`); the pool keeps its previous size.
             Exception: The factory raised while growing; the pool keeps its
@@ -623,6 +685,73 @@ class Pool(Generic[P, R]):
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")
         return self._lifecycle.set_size(size, wait, timeout)
+
+    def autoscale(
+        self,
+        min_size: int | None,
+        max_size: int | None = None,
+        *,
+        idle_timeout: float = 60.0,
+    ) -> None:
+        """
+        Let the pool size itself between *min_size* and *max_size*; ``autoscale(None)`` stops it.
+
+        While it autoscales, a call that would wait in line because every
+        worker is busy asks for one more worker, up to *max_size*: the
+        pool's keeper thread calls the factory and starts it, so the caller
+        pays one wake, never the factory call or the thread start, and is
+        served by whichever worker is free first. A worker that has been
+        idle for *idle_timeout* seconds retires (``terminate()`` runs) while
+        more than *min_size* serve. :attr:`size` follows. ``try_process`` and
+        ``try_submit`` never grow the pool: they do not wait. A growth counts
+        as a worker on its way for the deadlock check: a call from a job that
+        one more worker can serve waits for it instead of failing.
+
+        Calling it again moves the bounds. Turning it on, or moving the bounds,
+        first brings the size within them: a growth to *min_size* calls the
+        factory on this thread, as :meth:`set_size` does. ``autoscale(None)``
+        leaves the size where it is. While the pool autoscales,
+        :meth:`set_size` is refused. :meth:`close` ends it.
+
+        Args:
+            min_size: The fewest workers, a non-negative int; ``None`` to stop
+                autoscaling.
+            max_size: The most workers, a positive int at least *min_size*;
+                required with *min_size*.
+            idle_timeout: Seconds a worker may idle before it retires, a
+                non-negative number; ``float("inf")`` for never.
+
+        Raises:
+            TypeError, ValueError: An argument is invalid; nothing changed.
+            PoolClosedError: The pool is closed.
+            Exception: The factory raised while growing to *min_size*; the
+                bounds and the size are as before.
+
+        Not guaranteed: exact idle times. The keeper looks every
+        ``idle_timeout / 4`` (at least 5 ms apart), so a worker retires
+        between ``idle_timeout`` and about ``1.5 * idle_timeout`` after it
+        last parked; never before.
+
+        .. versionadded:: 0.1.0
+        """
+        idle_timeout = check_timeout(idle_timeout, "idle_timeout")
+        if min_size is None:
+            if max_size is not None:
+                msg = f"autoscale(None) takes no max_size (got {max_size!r})"
+                raise TypeError(msg)
+            self._lifecycle.autoscale(None)
+            return
+        min_size = check_size(min_size, "min_size")
+        if max_size is None:
+            msg = "max_size is required with min_size (got None)"
+            raise TypeError(msg)
+        max_size = check_size(max_size, "max_size", positive=True)
+        if min_size > max_size:
+            msg = (
+                f"min_size must not exceed max_size (got min_size={min_size}, max_size={max_size})"
+            )
+            raise ValueError(msg)
+        self._lifecycle.autoscale(Bounds(min_size, max_size, idle_timeout))
 
     @property
     def queue_length(self) -> int:

@@ -10,6 +10,7 @@ wake-ups at most (worker, then caller). See docs/design.md, "The worker loop".
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import InvalidStateError
 from typing import Any, Protocol
@@ -39,6 +40,8 @@ class Supervisor(Protocol):
 
     def worker_exited(self, worker_thread: WorkerThread) -> None: ...
 
+    def spent(self, worker_thread: WorkerThread) -> None: ...
+
 
 _NO_OP_READY = BaseWorker.block_until_ready
 
@@ -47,6 +50,7 @@ class WorkerThread:
     """Owns one worker object and the thread that runs it (private)."""
 
     __slots__ = (
+        "born",
         "completed",
         "failed",
         "fd_waker",
@@ -95,6 +99,8 @@ class WorkerThread:
         # Wait and run times of the jobs it ran (_histogram.py), made at its
         # first job: an idle worker costs no more memory than before.
         self.timings: list[int] | None = None
+        # When it was made, for max_worker_age (docs/design.md, "Autoscaling and recycling").
+        self.born = time.monotonic()
         self.thread = threading.Thread(
             target=self._run, name=f"tunnypy-worker-{index}", daemon=True
         )
@@ -121,6 +127,9 @@ class WorkerThread:
             timings = self.timings
             now = clock
             run_base = RUN - 12  # bucket_index()'s offset, plus where the run histogram starts
+            # Jobs left before this worker asks for a successor (max_jobs_per_worker);
+            # 0: never, and then the loop pays one test of a local per job.
+            jobs_left = line.max_jobs
             set_current_runner(self)
             if debug_enabled():
                 try:  # noqa: SIM105 - the except says why
@@ -169,6 +178,10 @@ class WorkerThread:
                                 timings[(b << 2) + (waited >> (b - 3)) - 12] += 1
                                 b = (ran | 7).bit_length()
                                 timings[(b << 2) + (ran >> (b - 3)) + run_base] += 1
+                            if jobs_left:
+                                jobs_left -= 1
+                                if not jobs_left:  # recycled once a successor serves
+                                    self.supervisor.spent(self)
                         if offers_before_delivering:
                             if job.future is not None:
                                 # set_result() runs the caller's done-callbacks:
