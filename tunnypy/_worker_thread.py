@@ -159,6 +159,12 @@ class WorkerThread:
                         ok = False
                         outcome = None
                         if not job.withdrawn:  # else its caller gave up before it started
+                            if jobs_left:
+                                jobs_left -= 1
+                                if not jobs_left:
+                                    # Its last job: the keeper makes its successor
+                                    # meanwhile (docs/design.md, "Autoscaling and recycling").
+                                    self.supervisor.spent(self)
                             if timing:
                                 started = now()
                             try:
@@ -178,10 +184,6 @@ class WorkerThread:
                                 timings[(b << 2) + (waited >> (b - 3)) - 12] += 1
                                 b = (ran | 7).bit_length()
                                 timings[(b << 2) + (ran >> (b - 3)) + run_base] += 1
-                            if jobs_left:
-                                jobs_left -= 1
-                                if not jobs_left:  # recycled once a successor serves
-                                    self.supervisor.spent(self)
                         if offers_before_delivering:
                             if job.future is not None:
                                 # set_result() runs the caller's done-callbacks:
