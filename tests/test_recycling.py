@@ -26,7 +26,7 @@ class ThreadWorker(RecordingWorker):
 
 
 class Factory:
-    """Makes ThreadWorkers; calls numbered (from 1) in *fail_on* raise; *hold_on* waits for ``go``."""
+    """Makes ThreadWorkers; calls numbered (from 1) in *fail_on* raise, *hold_on* waits for go."""
 
     def __init__(self, fail_on: set[int] = frozenset(), hold_on: int = 0) -> None:  # type: ignore[assignment]
         self.fail_on = fail_on
@@ -99,7 +99,11 @@ class TestMaxJobsPerWorker:
 
     def test_from_func_and_from_callback_take_it(self) -> None:
         """The option works on every kind of pool."""
-        with tunnypy.Pool.from_func(1, lambda x: x, max_jobs_per_worker=1) as pool:
+
+        def same(x: int) -> int:
+            return x
+
+        with tunnypy.Pool.from_func(1, same, max_jobs_per_worker=1) as pool:
             assert pool.process_timed(1, WAIT) == 1
             wait_for(lambda: pool.stats().recycled == 1, "the recycling")
         with tunnypy.Pool.from_callback(1, max_jobs_per_worker=1) as callbacks:
