@@ -744,6 +744,16 @@ class Lifecycle:
                 self.auto = bounds
                 line.grow_to = None if bounds is None else bounds.max_size
                 current = self.size
+                # Workers asked for beyond the new bound are dropped now, not
+                # when the keeper is back from a factory call; a call that
+                # waited on one may then be stuck (docs/design.md, "Deadlock check").
+                room = 0 if bounds is None else max(0, bounds.max_size - line.active)
+                stranded = None
+                if line.growing > room:
+                    line.growing = room
+                    stranded = line.unstrand_locked()
+            if stranded is not None:
+                stranded.wake()
             try:
                 if bounds is not None:
                     target = min(max(current, bounds.min_size), bounds.max_size)
@@ -850,9 +860,9 @@ class Lifecycle:
                     if auto is None:
                         wanted = 0
                     else:  # no more than the line still needs, within the bound
-                        wanted = max(
-                            0, min(line.growing, len(line.waiting), auto.max_size - line.active)
-                        )
+                        # (a stalled pool's line is empty: it still wants its worker)
+                        needed = len(line.waiting) or int(line.stalled is not None)
+                        wanted = max(0, min(line.growing, needed, auto.max_size - line.active))
                     if wanted < line.growing:
                         line.growing = wanted
                         stranded = line.unstrand_locked()
@@ -885,6 +895,10 @@ class Lifecycle:
         if grow or due is not None:
             if now < self.keeper_retry_at:  # the factory failed lately: back off
                 wait = self.keeper_retry_at - now
+                if grow:
+                    until_stall = self._stall_if_down(now)
+                    if until_stall is not None:
+                        wait = min(wait, until_stall)
                 return wait if sleep is None else min(sleep, wait)
             if self._recruit(due):
                 with line.lock:
@@ -894,6 +908,27 @@ class Lifecycle:
                     self.keeper_retry_at = _monotonic() + self.delay
             return 0.0  # look again at once: more may be wanted
         return sleep
+
+    def _stall_if_down(self, now: float) -> float | None:
+        """
+        While growing fails on a pool with no worker: stall it once ``stall_timeout`` has passed.
+
+        As a replacing thread does (see _replace); returns the seconds until
+        then, or ``None`` when there is nothing to time.
+        """
+        line = self.line
+        with line.lock:
+            if self.stall_timeout is None or line.active or line.closed or line.stalled is not None:
+                return None
+            if self.down_since is None:
+                self.down_since = now
+            stall_at = self.down_since + self.stall_timeout
+            if now < stall_at:
+                return stall_at - now
+            stalled = self._stall_locked()
+            reason = line.stalled or ""
+        _tell_stalled(stalled, reason)
+        return None
 
     def _retire_idle_locked(self, auto: Bounds, now: float) -> list[WorkerThread]:
         """
