@@ -117,10 +117,11 @@ class TestMaxWorkerAge:
         factory = Factory()
         began = time.monotonic()
         with tunnypy.Pool(2, factory, max_worker_age=0.1) as pool:
-            wait_for(lambda: pool.stats().recycled >= 2, "both workers to be recycled")
+            first, second = factory.made[:2]
+            wait_for(lambda: first.terminated and second.terminated, "both workers to be recycled")
             assert time.monotonic() - began >= 0.1
-            assert factory.made[0].terminated == 1
-            assert factory.made[1].terminated == 1
+            assert pool.stats().recycled >= 2
+            assert (first.terminated, second.terminated) == (1, 1)
             stats = pool.stats()
             assert stats.size == 2
             assert pool.process_timed("served", WAIT) == "served"
