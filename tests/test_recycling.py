@@ -118,7 +118,9 @@ class TestMaxWorkerAge:
         began = time.monotonic()
         with tunnypy.Pool(2, factory, max_worker_age=0.1) as pool:
             first, second = factory.made[:2]
-            wait_for(lambda: first.terminated and second.terminated, "both workers to be recycled")
+            wait_for(
+                lambda: first.terminated + second.terminated == 2, "both workers to be recycled"
+            )
             assert time.monotonic() - began >= 0.1
             assert pool.stats().recycled >= 2
             assert (first.terminated, second.terminated) == (1, 1)
