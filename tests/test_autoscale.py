@@ -12,6 +12,7 @@ import pytest
 
 import tunnypy
 from tests.helpers import WAIT, BoomError, Call, Gate, RecordingWorker, wait_for
+from tunnypy import _lifecycle
 
 
 def keepers() -> list[threading.Thread]:
@@ -203,10 +204,12 @@ class TestIdleRetirement:
 
 class TestBounds:
     def test_turning_it_on_brings_the_size_within_the_bounds(self) -> None:
-        """Below min_size it grows at once (on the caller); above max_size it shrinks."""
+        """Below min_size the keeper grows it; above max_size it shrinks; size reads it at once."""
         with tunnypy.Pool.from_callback(0) as pool:
             pool.autoscale(2, 4)
-            assert (pool.size, pool.stats().workers) == (2, 2)
+            assert pool.size == 2
+            wait_for(lambda: pool.stats().workers == 2, "the keeper to make two workers")
+            assert pool.process_timed(lambda: "served", WAIT) == "served"
         with tunnypy.Pool.from_callback(6) as pool:
             pool.autoscale(1, 3)
             assert pool.size == 3
@@ -247,22 +250,27 @@ class TestBounds:
             pool.set_size(5)
             assert pool.size == 5
 
-    def test_a_factory_failing_on_the_way_to_min_size_changes_nothing(self) -> None:
-        """The factory's error is raised; the bounds and the size are as before."""
-        calls = [0]
+    def test_a_factory_failing_on_the_way_to_min_size_is_retried_off_the_callers_thread(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """autoscale() returns at once; the keeper retries with backoff, counting each failure."""
+        monkeypatch.setattr(_lifecycle, "_BACKOFF_FIRST", 0.01)
+        monkeypatch.setattr(_lifecycle, "_BACKOFF_CAP", 0.01)
+        calls: list[str] = []
 
         def factory() -> RecordingWorker:
-            calls[0] += 1
-            if calls[0] > 1:
-                raise BoomError("no more")
+            calls.append(threading.current_thread().name)
+            if len(calls) in (2, 3):
+                raise BoomError("not yet")
             return RecordingWorker()
 
         with tunnypy.Pool(1, factory) as pool:
-            with pytest.raises(BoomError):
-                pool.autoscale(3, 4)
+            pool.autoscale(2, 4)
             stats = pool.stats()
-            assert (stats.size, stats.workers, stats.min_size, stats.max_size) == (1, 1, None, None)
-            pool.set_size(1)  # not refused: autoscaling did not turn on
+            assert (stats.size, stats.min_size, stats.max_size) == (2, 2, 4)
+            wait_for(lambda: pool.stats().workers == 2, "the keeper to make the worker")
+            assert pool.stats().factory_failures == 2
+        assert calls == ["MainThread"] + ["tunnypy-keeper"] * 3
 
     def test_close_ends_it_and_its_keeper(self) -> None:
         """After close() the bounds read None, autoscale() is refused, no keeper is left."""

@@ -201,9 +201,7 @@ class Lifecycle:
 
     # -- resize -------------------------------------------------------------
 
-    def set_size(
-        self, size: int, wait: bool, timeout: float | None, *, autoscaling: bool = False
-    ) -> bool:
+    def set_size(self, size: int, wait: bool, timeout: float | None) -> bool:
         deadline = deadline_in(timeout)
         # The target and a shrink take effect at once; only a growth, which
         # calls the factory, waits for a growth in another thread to finish.
@@ -211,7 +209,7 @@ class Lifecycle:
             if self.line.closed:
                 raise PoolClosedError(self.line.closed_reason)
             auto = self.auto
-            if auto is not None and not autoscaling:
+            if auto is not None:
                 msg = (
                     f"set_size() is refused while the pool autoscales between "
                     f"{auto.min_size} and {auto.max_size} workers (got {size}); move "
@@ -730,10 +728,11 @@ class Lifecycle:
 
     def autoscale(self, bounds: Bounds | None) -> None:
         """
-        Set the autoscaling bounds (``None``: off); bring the size within them first.
+        Set the autoscaling bounds (``None``: off), and the target size within them.
 
-        A growth to ``min_size`` is made on the calling thread, as by
-        ``set_size``: if it fails, the bounds are put back and it raises.
+        Bounds and target change together under the lock, so the size is
+        never seen outside the bounds. A shrink is made at once; the keeper
+        makes what the target lacks (docs/design.md, "Autoscaling and recycling").
         """
         line = self.line
         with self.autoscale_lock:
@@ -741,9 +740,19 @@ class Lifecycle:
                 if line.closed:
                     raise PoolClosedError(line.closed_reason)
                 previous = self.auto
+                previous_size = self.size
                 self.auto = bounds
                 line.grow_to = None if bounds is None else bounds.max_size
-                current = self.size
+                if bounds is None:
+                    # What the keeper has yet to make is dropped; a worker
+                    # being replaced keeps its place.
+                    self.size = min(self.size, line.active + len(self.replacing))
+                else:
+                    self.size = min(max(self.size, bounds.min_size), bounds.max_size)
+                # The target is the keeper's from now on: a set_size() still
+                # growing from before neither settles nor falls back.
+                self.resizes += 1
+                self.targets = [(self.resizes, self.size)]
                 # Workers asked for beyond the new bound are dropped now, not
                 # when the keeper is back from a factory call; a call that
                 # waited on one may then be stuck (docs/design.md, "Deadlock check").
@@ -752,20 +761,21 @@ class Lifecycle:
                 if line.growing > room:
                     line.growing = room
                     stranded = line.unstrand_locked()
+                shrink = line.active > self.size
             if stranded is not None:
                 stranded.wake()
             try:
-                if bounds is not None:
-                    target = min(max(current, bounds.min_size), bounds.max_size)
-                    if target != current:
-                        self.set_size(target, False, None, autoscaling=True)
                 self._start_keeper()
-            except BaseException:
+            except BaseException:  # no thread to be had: as it was
                 with line.lock:
                     if not line.closed:
                         self.auto = previous
                         line.grow_to = None if previous is None else previous.max_size
+                        self.size = previous_size
+                        self.targets = [(self.resizes, self.size)]
                 raise
+            if shrink:
+                self._shrink()
         # New bounds: the keeper drops or makes the workers asked for, and
         # leaves if there is nothing left for it to do.
         self.keeper_waker.wake()
@@ -856,6 +866,10 @@ class Lifecycle:
                         stranded = line.unstrand_locked()
                 sleep = -1.0
             else:
+                if auto is not None:
+                    # What the target lacks (below min_size, or moved up),
+                    # but not the workers failing ones are replaced by.
+                    grow = max(0, self.size - line.active - len(self.replacing))
                 if line.growing:
                     if auto is None:
                         wanted = 0
@@ -866,7 +880,7 @@ class Lifecycle:
                     if wanted < line.growing:
                         line.growing = wanted
                         stranded = line.unstrand_locked()
-                    grow = wanted
+                    grow += wanted
                 max_age = self.max_age
                 if max_age is not None:
                     for worker_thread in self.workers:
@@ -985,11 +999,12 @@ class Lifecycle:
             with line.lock:
                 auto = self.auto
                 if old is None:
+                    # For the target (min_size), or for a call in line.
+                    for_target = line.active < self.size
                     wanted = (
                         not line.closed
                         and auto is not None
-                        and line.growing > 0
-                        and line.active < auto.max_size
+                        and (for_target or (line.growing > 0 and line.active < auto.max_size))
                     )
                 else:
                     wanted = not line.closed and (not old.retiring or line.active < self.size)
@@ -999,8 +1014,9 @@ class Lifecycle:
                     self.workers[worker_thread] = None
                     line.active += 1
                     if old is None:
-                        line.growing -= 1
-                        self.size = max(self.size, line.active)
+                        if not for_target:
+                            line.growing -= 1
+                            self.size = max(self.size, line.active)
                         self.autoscale_started += 1
                     line.stalled = None
                     self.down_since = None
@@ -1025,7 +1041,7 @@ class Lifecycle:
                         line.active -= 1
                     if old is None:
                         self.autoscale_started -= 1
-                        if not line.closed:
+                        if not for_target and not line.closed:
                             line.growing += 1
                     self.delay = min(max(self.delay * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
                 _terminate_quietly(worker, worker_thread.index)
