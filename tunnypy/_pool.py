@@ -707,11 +707,15 @@ class Pool(Generic[P, R]):
         as a worker on its way for the deadlock check: a call from a job that
         one more worker can serve waits for it instead of failing.
 
-        Calling it again moves the bounds. Turning it on, or moving the bounds,
-        first brings the size within them: a growth to *min_size* calls the
-        factory on this thread, as :meth:`set_size` does. ``autoscale(None)``
-        leaves the size where it is. While the pool autoscales,
-        :meth:`set_size` is refused. :meth:`close` ends it.
+        Calling it again moves the bounds. Turning it on, or moving the
+        bounds, sets the size within them at once (:attr:`size` and
+        :meth:`stats` never read it outside them): a shrink is made as
+        :meth:`set_size` makes one, and the keeper makes the workers a
+        growth to *min_size* needs, retrying a failing factory with backoff
+        (each failure in :attr:`PoolStats.factory_failures`), so this call
+        never runs the factory. ``autoscale(None)`` leaves the size where it
+        is. While the pool autoscales, :meth:`set_size` is refused.
+        :meth:`close` ends it.
 
         Args:
             min_size: The fewest workers, a non-negative int; ``None`` to stop
@@ -724,8 +728,7 @@ class Pool(Generic[P, R]):
         Raises:
             TypeError, ValueError: An argument is invalid; nothing changed.
             PoolClosedError: The pool is closed.
-            Exception: The factory raised while growing to *min_size*; the
-                bounds and the size are as before.
+            RuntimeError: The keeper thread could not be started; nothing changed.
 
         Not guaranteed: exact idle times. The keeper looks every
         ``idle_timeout / 4`` (at least 5 ms apart), so a worker retires
