@@ -167,6 +167,40 @@ class TestGrowthThatFails:
             assert pool.stats().autoscale_started == 0
 
 
+class TestClose:
+    def test_close_while_the_keeper_is_in_the_factory_waits_for_it_and_starts_nothing(
+        self,
+    ) -> None:
+        """The worker made after close() is terminated unstarted; close(wait=True) sees it end."""
+        in_factory = threading.Event()
+        go = threading.Event()
+
+        def before(call: int) -> None:
+            if call == 2:
+                in_factory.set()
+                assert go.wait(WAIT)
+
+        factory = Factory(before=before)
+        pool: tunnypy.Pool[Any, Any] = tunnypy.Pool(1, factory)
+        pool.autoscale(1, 2)
+        gate = Gate()
+        held = Call(pool.process, gate)
+        assert gate.started.wait(WAIT)
+        waiting = Call(pool.process, "refused")
+        assert in_factory.wait(WAIT)
+        assert not pool.close(wait=False)
+        with pytest.raises(tunnypy.PoolClosedError):
+            waiting.wait()
+        go.set()
+        gate.release.set()
+        assert held.wait() is None
+        assert pool.close(timeout=WAIT)
+        assert [w.terminated for w in factory.made] == [1, 1]
+        assert factory.made[1].processed == 0
+        assert pool.stats().autoscale_started == 0
+        assert not [t for t in threading.enumerate() if t.name == "tunnypy-keeper"]
+
+
 class TestWithReplacementAndCollection:
     def test_a_failed_worker_is_replaced_while_autoscaling(self) -> None:
         """The two mechanisms do not double up: one replacement, the size kept."""
