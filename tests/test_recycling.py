@@ -176,6 +176,11 @@ class TestBadArguments:
                 "max_worker_age must be a positive number of seconds (got 0)",
             ),
             (
+                {"max_worker_age": 0.0},
+                ValueError,
+                "max_worker_age must be a positive number of seconds (got 0.0)",
+            ),
+            (
                 {"max_worker_age": math.nan},
                 ValueError,
                 "max_worker_age must be a non-negative number of seconds (got nan)",

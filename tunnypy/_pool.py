@@ -161,9 +161,10 @@ class Pool(Generic[P, R]):
         if max_jobs is not None:
             max_jobs = check_size(max_jobs, "max_jobs_per_worker", positive=True)
         if max_age is not None:
-            max_age = check_timeout(max_age, "max_worker_age")
+            given = max_age
+            max_age = check_timeout(given, "max_worker_age")
             if max_age == 0:
-                msg = "max_worker_age must be a positive number of seconds (got 0)"
+                msg = f"max_worker_age must be a positive number of seconds (got {given!r})"
                 raise ValueError(msg)
             if max_age == _INF:
                 max_age = None
