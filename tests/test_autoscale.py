@@ -12,6 +12,7 @@ import pytest
 
 import tunnypy
 from tests.helpers import WAIT, BoomError, Call, Gate, RecordingWorker, wait_for
+from tests.paths import CallPath
 from tunnypy import _lifecycle
 
 
@@ -109,40 +110,38 @@ class TestGrowth:
             held.wait()
             wait_for(lambda: pool.stats().autoscale_started == 1, "the late worker to start")
 
-    @pytest.mark.parametrize("way", ["submit", "aprocess", "process_ctx"])
-    def test_every_call_that_waits_grows_the_pool(self, way: str) -> None:
-        """submit, aprocess and process_ctx grow it as process does."""
-        with tunnypy.Pool.from_callback(1) as pool:
-            pool.autoscale(1, 2)
-            gate = Gate()
-            held = Call(pool.process, gate)
-            assert gate.started.wait(WAIT)
-            job = lambda: way  # noqa: E731
-            if way == "submit":
-                assert pool.submit(job).result(WAIT) == way
-            elif way == "aprocess":
-                assert asyncio.run(pool.aprocess(job, timeout=WAIT)) == way
-            else:
-                assert pool.process_ctx(job, tunnypy.CancelToken(timeout=WAIT)) == way
-            assert pool.stats().autoscale_started == 1
-            gate.release.set()
-            held.wait()
-
-    @pytest.mark.parametrize("way", ["try_process", "try_submit"])
-    def test_a_call_that_will_not_wait_does_not_grow_the_pool(self, way: str) -> None:
-        """try_* is refused at once and asks for no worker: the next waiting call grows by one."""
+    def test_every_call_that_would_wait_grows_it_and_a_try_does_not(
+        self, call_path: CallPath
+    ) -> None:
+        """Each path: one that waits is served by a new worker; try_* is refused and asks none."""
         with tunnypy.Pool.from_callback(1) as pool:
             pool.autoscale(1, 3)
             gate = Gate()
             held = Call(pool.process, gate)
             assert gate.started.wait(WAIT)
-            with pytest.raises(tunnypy.PoolBusyError):
-                getattr(pool, way)(lambda: None)
-            # A call that waits now asks for one worker, and only one is made:
-            # the refused try_* asked for none.
-            assert pool.process_timed(lambda: "waited", WAIT) == "waited"
-            stats = pool.stats()
-            assert (stats.autoscale_started, stats.workers) == (1, 2)
+            pending = call_path.start(pool, lambda: "served")
+            if call_path.waits_in_line:
+                assert pending.result() == "served"
+                assert pool.stats().autoscale_started == 1
+            else:
+                assert isinstance(pending.error(), tunnypy.PoolBusyError)
+                # A call that waits now asks for one worker, and only one is
+                # made: the refused one asked for none.
+                assert pool.process_timed(lambda: "waited", WAIT) == "waited"
+                stats = pool.stats()
+                assert (stats.autoscale_started, stats.workers) == (1, 2)
+            gate.release.set()
+            assert held.wait() is None
+
+    def test_aprocess_grows_it(self) -> None:
+        """A coroutine's call waits in the same line, and grows the pool as the others do."""
+        with tunnypy.Pool.from_callback(1) as pool:
+            pool.autoscale(1, 2)
+            gate = Gate()
+            held = Call(pool.process, gate)
+            assert gate.started.wait(WAIT)
+            assert asyncio.run(pool.aprocess(lambda: "async", timeout=WAIT)) == "async"
+            assert pool.stats().autoscale_started == 1
             gate.release.set()
             held.wait()
 
