@@ -126,7 +126,6 @@ class Line:
             job.joined = clock()
         # Safe wherever Ctrl-C lands (docs/design.md, "Ctrl-C and other signals").
         parked: Taker | None = None
-        grow = False
         lock = self.lock
         if lock.locked():
             yield_until_free(lock)
@@ -149,7 +148,7 @@ class Line:
                     # No worker is free for this job (the one on its way
                     # serves the first job in line, the parked ones the
                     # next): it waits its turn, or is refused.
-                    grow = self._enqueue_locked(job, wait, call)
+                    self._enqueue_locked(job, wait, call)
                     return
                 # A worker is free for it: on its way, or parked and about to
                 # be summoned along the chain. A job's call on its own pool is
@@ -167,20 +166,8 @@ class Line:
                     # (docs/design.md, "Ctrl-C and other signals").
                     parked.waker.wake()
                     raise
-            if grow:
-                self.wake_keeper()
 
-    def wake_keeper(self) -> None:
-        """Wake the keeper thread, if there is one, to make the workers asked for."""
-        keeper = self.keeper
-        if keeper is not None:
-            try:
-                keeper.wake()
-            except BaseException:  # Ctrl-C as the wake began: as in dispatch()
-                keeper.wake()
-                raise
-
-    def _enqueue_locked(self, job: Job, wait: bool, call: str) -> bool:
+    def _enqueue_locked(self, job: Job, wait: bool, call: str) -> None:
         if self.closed:
             self.rejected += 1
             raise PoolClosedError(self.closed_reason)
@@ -196,18 +183,19 @@ class Line:
             raise PoolBusyError(msg)
         # Autoscaling: a job no worker on its way will take asks the keeper
         # for one more, up to grow_to (docs/design.md, "Autoscaling and recycling").
-        grow = (
+        # Woken under the lock: a lock's release, and dispatch() stays as it was.
+        if (
             self.grow_to is not None
             and len(self.waiting) >= self.growing
             and self.active + self.growing < self.grow_to
-        )
-        if grow:
+        ):
             self.growing += 1
+            if self.keeper is not None:
+                self.keeper.wake()
         # A future never blocks its caller; only a worker thread can be a job.
         if job.future is None and worker_tls.runner is not None:
             self._count_nested(job, call, check=True)
         self.waiting.append(job)
-        return grow
 
     def _count_nested(self, job: Job, call: str, *, check: bool) -> None:
         # Record a job's call on its own pool until it ends (forget_nested);
