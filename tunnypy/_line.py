@@ -186,8 +186,8 @@ class Line:
         # Woken under the lock: a lock's release, and dispatch() stays as it was.
         if (
             self.grow_to is not None
-            and len(self.waiting) >= self.growing
             and self.active + self.growing < self.grow_to
+            and len(self.waiting) >= self.growing
         ):
             self.growing += 1
             if self.keeper is not None:

@@ -323,7 +323,7 @@ class Pool(Generic[P, R]):
                         # for the deadlock check), and a worker is free for it
                         # (dispatch()'s last case), or it waits its turn and
                         # nothing refuses it nor grows the pool: not closed, no
-                        # max_waiting, not stalled, not autoscaling.
+                        # max_waiting, not stalled, not autoscaling below max_size.
                         (
                             on_way is not None
                             and len(idle) + (not on_way.retiring) > len(line.waiting)
@@ -332,7 +332,8 @@ class Pool(Generic[P, R]):
                             not line.closed
                             and line.max_waiting is None
                             and line.stalled is None
-                            and line.grow_to is None  # else dispatch() may grow the pool
+                            # Autoscaling below max_size: dispatch() grows the pool.
+                            and (line.grow_to is None or line.active + line.growing >= line.grow_to)
                         )
                     ):
                         line_waker = job.lock_waker if line.several_cpus else waker
