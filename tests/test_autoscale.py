@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
@@ -186,6 +187,23 @@ class TestIdleRetirement:
             assert (stats.autoscale_started, stats.autoscale_retired) == (3, 3)
             assert sorted(w.terminated for w in made) == [0, 1, 1, 1]
             assert pool.process_timed("still serves", WAIT) == "still serves"
+
+    def test_growth_and_idle_retirement_are_logged(self, caplog: pytest.LogCaptureFixture) -> None:
+        """worker_autoscaled as the keeper starts one; workers_idle_retired as it retires them."""
+        caplog.set_level(logging.INFO, logger="tunnypy")
+        with tunnypy.Pool.from_callback(1) as pool:
+            pool.autoscale(1, 2, idle_timeout=0.01)
+            gate = Gate()
+            held = Call(pool.process, gate)
+            assert gate.started.wait(WAIT)
+            assert pool.process_timed(lambda: "grown", WAIT) == "grown"
+            gate.release.set()
+            held.wait()
+            wait_for(lambda: pool.size == 1, "the idle worker to retire")
+        events = [r.getMessage().split()[0] for r in caplog.records]
+        assert "pool_autoscaling" in events
+        assert "worker_autoscaled" in events
+        assert "workers_idle_retired" in events
 
     def test_an_infinite_idle_timeout_never_retires(self) -> None:
         """idle_timeout=inf: the keeper has nothing to time, and the grown workers stay."""

@@ -904,6 +904,8 @@ class Lifecycle:
             worker_thread.waker.wake()
         if stranded is not None:
             stranded.wake()
+        if retired:
+            _log_quietly(log.info, "workers_idle_retired", workers=[w.index for w in retired])
         if sleep is not None and sleep < 0:
             return sleep
         if grow or due is not None:
