@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest docs bench soak clean
+.PHONY: test demo lint typecheck pytest docs bench soak soak-autoscale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak --minutes $${MINUTES:-5}
+
+# The same with autoscaling and recycling on and a factory failing 1 call in 20.
+soak-autoscale: $(STAMP)
+	$(BIN)/python -m tests.soak --minutes $${MINUTES:-5} --autoscale
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache docs/_build

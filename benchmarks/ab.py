@@ -99,6 +99,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("new", type=Path, nargs="?", default=Path(__file__).resolve().parent.parent)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every size")
+    parser.add_argument(
+        "--autoscale",
+        action="store_true",
+        help="the new pool autoscales, held at its size: autoscale(4, 4)",
+    )
+    parser.add_argument(
+        "--recycle",
+        action="store_true",
+        help="the new pool recycles, never in the run: max_jobs_per_worker=10**9",
+    )
     args = parser.parse_args(argv)
     versions = {"old": load(args.old, "tunnypy_old"), "new": load(args.new, "tunnypy_new")}
     size = {
@@ -111,6 +121,11 @@ def main(argv: list[str] | None = None) -> None:
         }.items()
     }
     pools = {key: module.Pool.from_func(WORKERS, noop) for key, module in versions.items()}
+    if args.recycle:
+        pools["new"].close()
+        pools["new"] = versions["new"].Pool.from_func(WORKERS, noop, max_jobs_per_worker=10**9)
+    if args.autoscale:
+        pools["new"].autoscale(WORKERS, WORKERS)
     tpe = ThreadPoolExecutor(WORKERS)
 
     def tpe_call(payload: object) -> object:

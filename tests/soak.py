@@ -10,11 +10,18 @@ ended in exactly one outcome, that no job ran twice, that no result reached
 the wrong caller, and that no ``interrupt()`` reached a job it was not meant
 for. ``tests/test_stress.py`` runs it for seconds; the soak runs it for
 minutes, round after round, each round a fresh pool.
+
+With ``autoscale=True`` (``--autoscale``, ``make soak-autoscale``) the pool
+autoscales instead: one resizer thread moves its bounds at random (within
+0-32) and checks after each move that the size stays within them; workers
+are recycled (``max_jobs_per_worker``, ``max_worker_age``), and the factory
+fails one call in 20 once the pool is built.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 import threading
@@ -69,6 +76,11 @@ class Totals:
     stray_interrupts: int = 0
     miscounted: int = 0
     leaked_threads: int = 0
+    out_of_bounds: int = 0
+    autoscale_started: int = 0
+    autoscale_retired: int = 0
+    recycled: int = 0
+    factory_failures: int = 0
     problems: list[str] = attrs.Factory(list)
 
     def add(self, other: Totals) -> None:
@@ -89,6 +101,7 @@ class Totals:
             or self.stray_interrupts
             or self.miscounted
             or self.leaked_threads
+            or self.out_of_bounds
             or self.problems
         )
 
@@ -100,8 +113,32 @@ class Totals:
             f"max_workers={self.max_workers} rounds={self.rounds} lost={self.lost} "
             f"duplicates={self.duplicates} misdelivered={self.misdelivered} "
             f"stray_interrupts={self.stray_interrupts} miscounted={self.miscounted} "
-            f"leaked_threads={self.leaked_threads}"
+            f"leaked_threads={self.leaked_threads} out_of_bounds={self.out_of_bounds} "
+            f"autoscale_started={self.autoscale_started} "
+            f"autoscale_retired={self.autoscale_retired} recycled={self.recycled} "
+            f"factory_failures={self.factory_failures}"
         )
+
+
+class FactoryError(Exception):
+    """What the soak's flaky factory raises, one call in 20."""
+
+
+class FlakyFactory:
+    """Makes TaggedWorkers; once armed, fails one call in 20 (seeded)."""
+
+    def __init__(self, ledger: Ledger, seed: int) -> None:
+        self.ledger = ledger
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.armed = False
+
+    def __call__(self) -> TaggedWorker:
+        with self.lock:
+            fail = self.armed and self.rng.random() < 0.05
+        if fail:
+            raise FactoryError("the soak's factory fails one call in 20")
+        return TaggedWorker(self.ledger)
 
 
 _calling = threading.local()  # the id of the call the current caller thread is making
@@ -283,6 +320,37 @@ class _Driver:
                 else:
                     self.check_result(job_id, result)
 
+    def autoscaler(self, index: int) -> None:
+        # The only thread that calls autoscale(): between its calls the
+        # bounds are its own, and the size must stay within them.
+        rng = random.Random(self.seed * 1000 + 900 + index)
+        pool = self.pool
+        while not self.stop.wait(rng.uniform(0.0, 0.01)):
+            self.check_bounds()
+            low = rng.randint(0, 8)
+            high = rng.randint(max(low, 1), MAX_SIZE // 2)
+            try:
+                pool.autoscale(low, high, idle_timeout=rng.choice((0.0, 0.005, 0.02, 0.1)))
+            except tunnypy.PoolClosedError:
+                return
+            except FactoryError:
+                pass  # growing to min_size failed: the bounds are as they were
+            self.check_bounds()
+            with self.ledger.lock:
+                self.ledger.totals.resizes += 1
+                workers = pool.stats().workers
+                self.ledger.totals.max_workers = max(self.ledger.totals.max_workers, workers)
+
+    def check_bounds(self) -> None:
+        stats = self.pool.stats()
+        low, high = stats.min_size, stats.max_size
+        if low is None or high is None:
+            return  # closed
+        if not low <= stats.size <= high:
+            with self.ledger.lock:
+                self.ledger.totals.out_of_bounds += 1
+            self.ledger.problem(f"size {stats.size} outside autoscale({low}, {high})")
+
     def resizer(self, index: int) -> None:
         rng = random.Random(self.seed * 1000 + 900 + index)
         pool = self.pool
@@ -310,9 +378,18 @@ class _Driver:
                 token.cancel()
 
 
-def covered(totals: Totals, min_resizes: int) -> bool:
+def covered(totals: Totals, min_resizes: int, pool: tunnypy.Pool[Payload, Result]) -> bool:
     """Whether a run has exercised every path the stress test claims to cover."""
     with_outcomes = totals.calls >= MIN_CALLS and totals.interrupts > 0
+    if pool.stats().min_size is not None:  # autoscaling: each of its ways too
+        stats = pool.stats()
+        if not (
+            stats.autoscale_started
+            and stats.autoscale_retired
+            and stats.recycled
+            and stats.factory_failures
+        ):
+            return False
     return with_outcomes and totals.resizes >= min_resizes
 
 
@@ -324,6 +401,7 @@ def run_stress(
     resizers: int = 2,
     seed: int = 0,
     min_resizes: int = 0,
+    autoscale: bool = False,
 ) -> Totals:
     """
     Run one round on a fresh pool, close it mid-traffic, and check everything.
@@ -333,13 +411,25 @@ def run_stress(
     *min_resizes* times.
     """
     ledger = Ledger()
-    before = {t for t in threading.enumerate() if t.name.startswith("tunnypy-worker")}
-    pool: tunnypy.Pool[Payload, Result] = tunnypy.Pool(8, lambda: TaggedWorker(ledger))
+    before = {t for t in threading.enumerate() if t.name.startswith("tunnypy-")}
+    pool: tunnypy.Pool[Payload, Result]
+    if autoscale:
+        factory = FlakyFactory(ledger, seed)
+        pool = tunnypy.Pool(8, factory, max_jobs_per_worker=200, max_worker_age=1.0)
+        pool.autoscale(2, 16, idle_timeout=0.02)
+        factory.armed = True
+    else:
+        pool = tunnypy.Pool(8, lambda: TaggedWorker(ledger))
     driver = _Driver(pool, ledger, seed)
+    resizing = (
+        [threading.Thread(target=driver.autoscaler, args=(0,))]
+        if autoscale
+        else [threading.Thread(target=driver.resizer, args=(i,)) for i in range(resizers)]
+    )
     threads = [
         *(threading.Thread(target=driver.caller, args=(i,)) for i in range(callers)),
         *(threading.Thread(target=driver.submitter, args=(i,)) for i in range(submitters)),
-        *(threading.Thread(target=driver.resizer, args=(i,)) for i in range(resizers)),
+        *resizing,
         threading.Thread(target=driver.canceller),
     ]
     for thread in threads:
@@ -348,10 +438,14 @@ def run_stress(
     # Then on until it has covered what the test asserts it covers (on a
     # loaded machine 4 s may not be enough), but never past the bound.
     give_up = time.monotonic() + seconds + EXTRA
-    while not covered(ledger.totals, min_resizes) and time.monotonic() < give_up:
+    while not covered(ledger.totals, min_resizes, pool) and time.monotonic() < give_up:
         driver.stop.wait(0.05)
     # Close while calls are still arriving: the callers stop only afterwards.
-    pool.set_size(MAX_SIZE // 2)
+    if autoscale:
+        with contextlib.suppress(FactoryError):  # growing to 32 may meet a failure
+            pool.autoscale(MAX_SIZE // 2, MAX_SIZE // 2)
+    else:
+        pool.set_size(MAX_SIZE // 2)
     closed = pool.close(timeout=_JOIN)
     late = driver.new_id()  # at least one call is certain to arrive after close()
     try:
@@ -385,6 +479,10 @@ def run_stress(
 
     # The pool's own counters agree with what the callers saw, one for one.
     stats = pool.stats()
+    totals.autoscale_started = stats.autoscale_started
+    totals.autoscale_retired = stats.autoscale_retired
+    totals.recycled = stats.recycled
+    totals.factory_failures = stats.factory_failures
     pairs = {
         "completed": (stats.completed, kinds["result"]),
         "failed": (stats.failed, kinds["failed"]),
@@ -403,8 +501,8 @@ def run_stress(
     if stats.workers or stats.size or stats.waiting or stats.busy or stats.idle:
         totals.problems.append(f"closed pool still reports {stats}")
 
-    # No worker thread outlives close().
-    after = {t for t in threading.enumerate() if t.name.startswith("tunnypy-worker")}
+    # No worker thread (nor the keeper) outlives close().
+    after = {t for t in threading.enumerate() if t.name.startswith("tunnypy-")}
     totals.leaked_threads = len(after - before)
     totals.rounds = 1
     return totals
@@ -416,6 +514,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--round", type=float, default=20.0, help="seconds per pool (default 20)")
     parser.add_argument("--callers", type=int, default=16)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--autoscale",
+        action="store_true",
+        help="autoscaling and recycling on, a factory failing one call in 20",
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     end = time.monotonic() + args.minutes * 60
@@ -424,9 +527,15 @@ def main(argv: list[str] | None = None) -> int:
     while time.monotonic() < end:
         round_no += 1
         seconds = min(args.round, max(1.0, end - time.monotonic()))
-        totals = run_stress(seconds, callers=args.callers, seed=seed + round_no)
+        totals = run_stress(
+            seconds, callers=args.callers, seed=seed + round_no, autoscale=args.autoscale
+        )
         grand.add(totals)
-        print(f"round {round_no} seed={seed + round_no}: {totals.summary()}", flush=True)
+        print(
+            f"round {round_no} seed={seed + round_no}: {totals.summary()} "
+            f"threads_after={threading.active_count()}",
+            flush=True,
+        )
         if not totals.clean:
             for problem in totals.problems:
                 print(f"  PROBLEM: {problem}", flush=True)

@@ -411,7 +411,7 @@ class TestRecycling:
         with dask_pool(client, 1, max_jobs_per_child=2) as pool:
             numbers = [pool.process(("who", None)) for _ in range(5)]
             assert numbers[0] == numbers[1] != numbers[2] == numbers[3] != numbers[4]
-            assert pool.stats().recycled == 2
+            assert pool.stats().children_recycled == 2
 
 
 # --- Dask worker processes: kill and loss -----------------------------------------------

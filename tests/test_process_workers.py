@@ -292,7 +292,7 @@ class TestRecycle:
             assert pids[0] == pids[1] == pids[2] != pids[3] == pids[4] == pids[5] != pids[6]
             assert board.lines("terminated") == [str(pids[0]), str(pids[3])]
             stats = pool.stats()
-            assert (stats.recycled, stats.respawned, stats.completed) == (2, 2, 7)
+            assert (stats.children_recycled, stats.respawned, stats.completed) == (2, 2, 7)
 
     def test_max_memory_per_child(self, board: Board) -> None:
         """A job that leaves the child above the limit is its last; the next runs in a new one."""
@@ -306,7 +306,7 @@ class TestRecycle:
             assert pool.process(Grow(96 * 2**20)) == first  # ran whole, then over
             second = pool.process(pid)
             assert second != first
-            assert pool.stats().recycled == 1
+            assert pool.stats().children_recycled == 1
 
 
 class TestAcrossTheBoundary:

@@ -43,6 +43,31 @@ class TestStress:
         assert totals.interrupts > 0
 
 
+class TestStressAutoscaling:
+    def test_autoscaling_and_recycling_with_a_flaky_factory_lose_nothing(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Bounds moved at random, workers recycled, 1 factory call in 20 failing: all accounted."""
+        totals = run_stress(SECONDS, seed=3, min_resizes=MIN_RESIZES, autoscale=True)
+        with capsys.disabled():
+            print(f"\nstress autoscale seed=3: {totals.summary()}")
+        assert totals.problems == []
+        assert totals.lost == 0
+        assert totals.duplicates == 0
+        assert totals.misdelivered == 0
+        assert totals.stray_interrupts == 0
+        assert totals.miscounted == 0
+        assert totals.leaked_threads == 0
+        assert totals.out_of_bounds == 0
+        # The run covered what it claims to cover.
+        assert totals.calls >= 1000
+        assert totals.resizes >= MIN_RESIZES
+        assert totals.autoscale_started > 0
+        assert totals.autoscale_retired > 0
+        assert totals.recycled > 0
+        assert totals.factory_failures > 0
+
+
 class TestFoundByStress:
     """Bugs the stress run found, each pinned down without load."""
 

@@ -271,6 +271,7 @@ class Executor(ThreadPoolExecutor):
             concurrent.futures.thread.BrokenThreadPool: An initializer failed
                 (as :meth:`submit` raises it).
             TypeError, ValueError: *n* is not a positive int; nothing changed.
+            RuntimeError: The executor autoscales (see :meth:`autoscale`).
         """
         n = check_size(n, "n", positive=True)
         state = self._state
@@ -286,6 +287,38 @@ class Executor(ThreadPoolExecutor):
             # Submitters blocked for room inside a call look again: a shrink
             # may have left every worker that could make room blocked so.
             state.room.notify_all()
+
+    def autoscale(
+        self,
+        min_workers: int | None,
+        max_workers: int | None = None,
+        *,
+        idle_timeout: float = 60.0,
+    ) -> None:
+        """
+        Let the executor size itself between *min_workers* and *max_workers* threads.
+
+        As :meth:`Pool.autoscale`: a call that would wait for a thread grows
+        the executor by one, up to *max_workers*; a thread idle for
+        *idle_timeout* seconds leaves while more than *min_workers* remain;
+        :attr:`max_workers` reads the size as it moves. ``autoscale(None)``
+        stops it; meanwhile :meth:`set_max_workers` is refused.
+
+        Raises:
+            RuntimeError: The executor was shut down.
+            concurrent.futures.thread.BrokenThreadPool: An initializer failed.
+            TypeError, ValueError: An argument is invalid; nothing changed.
+        """
+        state = self._state
+        with state.lock:
+            # Under the lock, so that no shutdown closes the pool meanwhile.
+            if state.broken is not None:
+                raise BrokenThreadPool(state.broken)
+            if state.shutdown:
+                msg = "cannot autoscale an executor after shutdown"
+                raise RuntimeError(msg)
+            state.pool.autoscale(min_workers, max_workers, idle_timeout=idle_timeout)
+            state.room.notify_all()  # as set_max_workers: a bound moved
 
     @property
     def latency(self) -> bool:

@@ -14,12 +14,13 @@ has not yet finished ``terminate()``.
 from __future__ import annotations
 
 import _thread
+import math
 import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -34,7 +35,7 @@ from ._worker import Worker, check_worker
 from ._worker_thread import WorkerThread
 from .exceptions import PoolClosedError, PoolStalledError
 
-__all__ = ["Lifecycle", "PoolStats", "awaited_at_exit", "close_dropped_pool"]
+__all__ = ["Bounds", "Lifecycle", "PoolStats", "awaited_at_exit", "close_dropped_pool"]
 
 _monotonic = time.monotonic
 _TIMEOUT_MAX = threading.TIMEOUT_MAX
@@ -44,6 +45,21 @@ _TIMEOUT_MAX = threading.TIMEOUT_MAX
 # jitter (docs/design.md, "Workers that come back").
 _BACKOFF_FIRST = 0.05
 _BACKOFF_CAP = 5.0
+
+# The keeper looks at idle workers every idle_timeout / 4, at least every
+# _TICK_MIN seconds apart; what it reads idle times from (a test may set a
+# clock of its own). See docs/design.md, "Autoscaling and recycling".
+_TICK_MIN = 0.005
+_idle_clock = time.monotonic
+
+
+@attrs.frozen
+class Bounds:
+    """What ``Pool.autoscale`` set: the size's bounds and how long a worker may idle."""
+
+    min_size: int
+    max_size: int
+    idle_timeout: float
 
 
 @attrs.frozen
@@ -89,7 +105,23 @@ class PoolStats:
     replaced: int = 0
     """Workers started in place of workers that left because they failed."""
     factory_failures: int = 0
-    """Calls of the worker factory that raised (or returned no worker) while replacing."""
+    """
+    Calls of the worker factory that raised (or returned no worker) while
+    replacing, autoscaling or recycling.
+    """
+    min_size: int | None = None
+    """The lower bound ``autoscale`` set; ``None`` while the pool does not autoscale."""
+    max_size: int | None = None
+    """The upper bound ``autoscale`` set; ``None`` while the pool does not autoscale."""
+    autoscale_started: int = 0
+    """Workers autoscaling started for calls that would have waited in line."""
+    autoscale_retired: int = 0
+    """Workers autoscaling retired because they had idled for its ``idle_timeout``."""
+    recycled: int = 0
+    """
+    Workers retired by ``max_jobs_per_worker`` or ``max_worker_age``, each
+    once its successor had started.
+    """
     respawned: int = 0
     """
     Worker processes started in place of one killed, crashed or recycled
@@ -100,7 +132,7 @@ class PoolStats:
     """Worker processes killed because a job outlived its ``kill_grace``."""
     crashed: int = 0
     """Worker processes that died on their own (a signal, ``os._exit``, the OOM killer)."""
-    recycled: int = 0
+    children_recycled: int = 0
     """Worker processes replaced between jobs (``max_jobs_per_child``, ``max_memory_per_child``)."""
     wait: LatencySummary = EMPTY
     """
@@ -125,6 +157,9 @@ class Lifecycle:
         factory: Callable[[], Worker[Any, Any]],
         line: Line,
         stall_timeout: float | None = None,
+        *,
+        max_jobs: int | None = None,
+        max_age: float | None = None,
         host: Host | None = None,
     ) -> None:
         self.factory = factory
@@ -134,6 +169,23 @@ class Lifecycle:
         self.host_closed = False
         self.line = line
         self.stall_timeout = stall_timeout
+        # Autoscaling and recycling (docs/design.md, "Autoscaling and
+        # recycling"): the bounds, the keeper thread that makes and retires
+        # workers for them, the workers due for a successor, and the counts.
+        line.max_jobs = max_jobs or 0
+        self.max_age = max_age
+        self.recycling = bool(max_jobs) or max_age is not None
+        self.auto: Bounds | None = None
+        self.autoscale_lock = threading.Lock()
+        self.keeper: threading.Thread | None = None
+        self.keeper_waker = LockWaker()
+        self.keeper_passes = 0
+        self.keeper_retry_at = 0.0
+        self.due: dict[WorkerThread, None] = {}
+        self.idle_seen: dict[WorkerThread, tuple[float, int]] = {}
+        self.autoscale_started = 0
+        self.autoscale_retired = 0
+        self.recycled = 0
         self.resize_lock = threading.Lock()
         self.workers: dict[WorkerThread, None] = {}
         self.size = 0
@@ -175,6 +227,15 @@ class Lifecycle:
         with self.line.lock:
             if self.line.closed:
                 raise PoolClosedError(self.line.closed_reason)
+            auto = self.auto
+            if auto is not None:
+                msg = (
+                    f"set_size() is refused while the pool autoscales between "
+                    f"{auto.min_size} and {auto.max_size} workers (got {size}); move "
+                    "the bounds with autoscale(min_size, max_size) or stop it with "
+                    "autoscale(None)"
+                )
+                raise RuntimeError(msg)
             previous = self.size
             self.size = size
             self.resizes += 1
@@ -519,6 +580,8 @@ class Lifecycle:
         # there, and must not return before terminate().
         with self.line.lock:
             self.workers.pop(worker_thread, None)
+            self.due.pop(worker_thread, None)
+            self.idle_seen.pop(worker_thread, None)
             self.line.completed += worker_thread.completed
             self.line.failed += worker_thread.failed
             timings = worker_thread.timings_now()  # on its own thread: no fold runs
@@ -694,6 +757,351 @@ class Lifecycle:
                 job.state = REJECTED  # told out of the lock: callbacks may run
         return stalled
 
+    # -- autoscaling and recycling ------------------------------------------
+
+    def autoscale(self, bounds: Bounds | None) -> None:
+        """
+        Set the autoscaling bounds (``None``: off), and the target size within them.
+
+        Bounds and target change together under the lock, so the size is
+        never seen outside the bounds. A shrink is made at once; the keeper
+        makes what the target lacks (docs/design.md, "Autoscaling and recycling").
+        """
+        line = self.line
+        with self.autoscale_lock:
+            with line.lock:
+                if line.closed:
+                    raise PoolClosedError(line.closed_reason)
+                previous = self.auto
+                previous_size = self.size
+                self.auto = bounds
+                line.grow_to = None if bounds is None else bounds.max_size
+                if bounds is None:
+                    # What the keeper has yet to make is dropped; a worker
+                    # being replaced keeps its place.
+                    self.size = min(self.size, line.active + len(self.replacing))
+                else:
+                    self.size = min(max(self.size, bounds.min_size), bounds.max_size)
+                # The target is the keeper's from now on: a set_size() still
+                # growing from before neither settles nor falls back.
+                self.resizes += 1
+                self.targets = [(self.resizes, self.size)]
+                # Workers asked for beyond the new bound are dropped now, not
+                # when the keeper is back from a factory call; a call that
+                # waited on one may then be stuck (docs/design.md, "Deadlock check").
+                room = 0 if bounds is None else max(0, bounds.max_size - line.active)
+                stranded = None
+                if line.growing > room:
+                    line.growing = room
+                    stranded = line.unstrand_locked()
+                shrink = line.active > self.size
+            if stranded is not None:
+                stranded.wake()
+            try:
+                self._start_keeper()
+            except BaseException:  # no thread to be had: as it was
+                with line.lock:
+                    if not line.closed:
+                        self.auto = previous
+                        line.grow_to = None if previous is None else previous.max_size
+                        self.size = previous_size
+                        self.targets = [(self.resizes, self.size)]
+                raise
+            if shrink:
+                self._shrink()
+        # New bounds: the keeper drops or makes the workers asked for, and
+        # leaves if there is nothing left for it to do.
+        self.keeper_waker.wake()
+        if bounds is None:
+            log.info("pool_autoscaling_off")
+        else:
+            log.info(
+                "pool_autoscaling",
+                min_size=bounds.min_size,
+                max_size=bounds.max_size,
+                idle_timeout=bounds.idle_timeout,
+            )
+
+    def start_keeper(self) -> None:
+        """Start the keeper if the pool recycles workers (called once, by the constructor)."""
+        if self.recycling:
+            self._start_keeper()
+
+    def _start_keeper(self) -> None:
+        line = self.line
+        with line.lock:
+            if self.keeper is not None or line.closed or (self.auto is None and not self.recycling):
+                return
+            keeper = self.keeper = threading.Thread(
+                target=self._keep, name="tunnypy-keeper", daemon=True
+            )
+            line.keeper = self.keeper_waker
+        try:
+            keeper.start()
+        except BaseException:
+            with line.lock:
+                if self.keeper is keeper:
+                    self.keeper = None
+                    line.keeper = None
+            raise
+
+    def spent(self, worker_thread: WorkerThread) -> None:
+        """*worker_thread* has run ``max_jobs_per_worker`` jobs: the keeper makes its successor."""
+        with self.line.lock:
+            if worker_thread.retiring or self.line.closed:
+                return
+            self.due[worker_thread] = None
+        self.keeper_waker.wake()
+
+    def _keep(self) -> None:
+        """
+        The keeper thread: make the workers autoscaling and recycling ask for; retire idle ones.
+
+        It holds no lock across a factory call, and sleeps on its own waker,
+        which a call asking for a worker, ``autoscale()``, a spent worker and
+        ``close()`` wake. See docs/design.md, "Autoscaling and recycling".
+        """
+        waker = self.keeper_waker
+        while True:
+            try:
+                sleep = self._keep_once()
+            except BaseException:  # its own failure: logged, and tried again later
+                _log_quietly(log.exception, "keeper_failed")
+                sleep = _BACKOFF_CAP
+            if sleep is not None and sleep < 0:
+                return
+            if sleep is None or sleep > 0:
+                waker.wait(sleep)
+
+    def _keep_once(self) -> float | None:
+        """One pass of the keeper: seconds to the next (``None``: when woken; negative: leave)."""
+        line = self.line
+        now = _monotonic()
+        idle_now = _idle_clock()
+        retired: list[WorkerThread] = []
+        stranded: Waker | None = None
+        grow = 0
+        due: WorkerThread | None = None
+        sleep: float | None = None
+        with line.lock:
+            self.keeper_passes += 1
+            auto = self.auto
+            if line.closed or (auto is None and not self.recycling):
+                # Nothing left to keep: asked-for workers are dropped, and a
+                # call that waited on one may now be stuck (Deadlock check).
+                leaving = threading.current_thread()
+                if self.keeper is leaving:
+                    self.keeper = None
+                    line.keeper = None
+                if line.growing:
+                    line.growing = 0
+                    if not line.closed:
+                        stranded = line.unstrand_locked()
+                sleep = -1.0
+            else:
+                if auto is not None:
+                    # What the target lacks (below min_size, or moved up),
+                    # but not the workers failing ones are replaced by.
+                    grow = max(0, self.size - line.active - len(self.replacing))
+                if line.growing:
+                    if auto is None:
+                        wanted = 0
+                    else:  # no more than the line still needs, within the bound
+                        # (a stalled pool's line is empty: it still wants its worker)
+                        needed = len(line.waiting) or int(line.stalled is not None)
+                        wanted = max(0, min(line.growing, needed, auto.max_size - line.active))
+                    if wanted < line.growing:
+                        line.growing = wanted
+                        stranded = line.unstrand_locked()
+                    grow += wanted
+                max_age = self.max_age
+                if max_age is not None:
+                    for worker_thread in self.workers:
+                        if not worker_thread.retiring and now - worker_thread.born >= max_age:
+                            self.due.setdefault(worker_thread)
+                for worker_thread in list(self.due):
+                    if worker_thread.retiring:
+                        del self.due[worker_thread]  # leaving anyway: no successor
+                    elif due is None:
+                        due = worker_thread
+                if auto is not None:
+                    retired = self._retire_idle_locked(auto, idle_now)
+                    if line.active > auto.min_size and auto.idle_timeout < math.inf:
+                        sleep = max(auto.idle_timeout / 4, _TICK_MIN)
+                if max_age is not None:
+                    ages = [w.born for w in self.workers if not w.retiring and w not in self.due]
+                    if ages:
+                        next_due = max(min(ages) + max_age - now, _TICK_MIN)
+                        sleep = next_due if sleep is None else min(sleep, next_due)
+        for worker_thread in retired:
+            worker_thread.waker.wake()
+        if stranded is not None:
+            stranded.wake()
+        if retired:
+            _log_quietly(log.info, "workers_idle_retired", workers=[w.index for w in retired])
+        if sleep is not None and sleep < 0:
+            return sleep
+        if grow or due is not None:
+            if now < self.keeper_retry_at:  # the factory failed lately: back off
+                wait = self.keeper_retry_at - now
+                if grow:
+                    until_stall = self._stall_if_down(now)
+                    if until_stall is not None:
+                        wait = min(wait, until_stall)
+                return wait if sleep is None else min(sleep, wait)
+            if self._recruit(due):
+                with line.lock:
+                    self.keeper_retry_at = 0.0
+            else:
+                with line.lock:
+                    self.keeper_retry_at = _monotonic() + self.delay
+            return 0.0  # look again at once: more may be wanted
+        return sleep
+
+    def _stall_if_down(self, now: float) -> float | None:
+        """
+        While growing fails on a pool with no worker: stall it once ``stall_timeout`` has passed.
+
+        As a replacing thread does (see _replace); returns the seconds until
+        then, or ``None`` when there is nothing to time.
+        """
+        line = self.line
+        with line.lock:
+            if self.stall_timeout is None or line.active or line.closed or line.stalled is not None:
+                return None
+            if self.down_since is None:
+                self.down_since = now
+            stall_at = self.down_since + self.stall_timeout
+            if now < stall_at:
+                return stall_at - now
+            stalled = self._stall_locked()
+            reason = line.stalled or ""
+        _tell_stalled(stalled, reason)
+        return None
+
+    def _retire_idle_locked(self, auto: Bounds, now: float) -> list[WorkerThread]:
+        """
+        Under the lock: retire workers idle for ``idle_timeout``, oldest first, to ``min_size``.
+
+        A worker counts as idle since the first pass that found it parked
+        with the same count of jobs served; the retirees are returned, to be
+        woken out of the lock.
+        """
+        line = self.line
+        before = self.idle_seen
+        seen: dict[WorkerThread, tuple[float, int]] = {}
+        for worker_thread in cast(list[WorkerThread], line.idle):
+            served = worker_thread.completed + worker_thread.failed
+            was = before.get(worker_thread)
+            seen[worker_thread] = was if was is not None and was[1] == served else (now, served)
+        self.idle_seen = seen
+        excess = line.active - auto.min_size
+        if excess <= 0:
+            return []
+        retired = [w for w, (since, _) in seen.items() if now - since >= auto.idle_timeout]
+        del retired[excess:]  # idle is a stack: the bottom, longest parked, first
+        idle = line.idle
+        for worker_thread in retired:
+            worker_thread.retiring = True
+            idle.remove(worker_thread)
+            line.active -= 1
+            del seen[worker_thread]
+        self.size = max(self.size - len(retired), auto.min_size)
+        self.autoscale_retired += len(retired)
+        return retired
+
+    def _recruit(self, old: WorkerThread | None) -> bool:
+        """
+        Make one worker and start it: for a call in line (autoscaling), or as *old*'s successor.
+
+        *old* retires only once its successor's thread has started, so the
+        workers serving never number fewer than before. ``False`` if the
+        factory failed or the thread would not start; *old* then serves on.
+        """
+        line = self.line
+        with self.resize_lock:  # factory calls one at a time, as growths make them
+            try:
+                worker = self.factory()
+            except BaseException as exc:  # SystemExit too: on this thread it only ends the try
+                self._factory_failed(exc)
+                return False
+            try:
+                check_worker(worker)
+            except BaseException as exc:
+                _terminate_quietly(worker, -1)
+                self._factory_failed(exc)
+                return False
+            with line.lock:
+                auto = self.auto
+                if old is None:
+                    # For the target (min_size), or for a call in line.
+                    for_target = line.active < self.size
+                    wanted = (
+                        not line.closed
+                        and auto is not None
+                        and (for_target or (line.growing > 0 and line.active < auto.max_size))
+                    )
+                else:
+                    wanted = not line.closed and (not old.retiring or line.active < self.size)
+                if wanted:
+                    worker_thread = WorkerThread(line, self, worker, self.next_index)
+                    self.next_index += 1
+                    self.workers[worker_thread] = None
+                    line.active += 1
+                    if old is None:
+                        if not for_target:
+                            line.growing -= 1
+                            self.size = max(self.size, line.active)
+                        self.autoscale_started += 1
+                    line.stalled = None
+                    self.down_since = None
+                    self.delay = 0.0
+                streak = self.factory_streak
+                self.factory_streak = 0
+            if streak:
+                _log_quietly(log.info, "worker_factory_recovered", failures=streak)
+            if not wanted:
+                _terminate_quietly(worker, -1)
+                if old is not None:
+                    with line.lock:
+                        self.due.pop(old, None)
+                return True
+            try:
+                worker_thread.thread.start()
+            except Exception:
+                # Out of threads: unlisted, terminated; the keeper tries again later.
+                with line.lock:
+                    del self.workers[worker_thread]
+                    if not worker_thread.retiring:  # else close() has counted it
+                        line.active -= 1
+                    if old is None:
+                        self.autoscale_started -= 1
+                        if not for_target and not line.closed:
+                            line.growing += 1
+                    self.delay = min(max(self.delay * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
+                _terminate_quietly(worker, worker_thread.index)
+                _log_quietly(log.exception, "worker_start_failed", worker=worker_thread.index)
+                return False
+        parked = False
+        if old is not None:
+            with line.lock:
+                self.due.pop(old, None)
+                self.recycled += 1
+                if not old.retiring:
+                    old.retiring = True
+                    line.active -= 1
+                    if old in line.idle:
+                        line.idle.remove(old)
+                        parked = True
+        if parked:
+            assert old is not None
+            old.waker.wake()
+        if old is None:
+            _log_quietly(log.info, "worker_autoscaled", worker=worker_thread.index)
+        else:
+            _log_quietly(log.info, "worker_recycled", worker=old.index, by=worker_thread.index)
+        return True
+
     # -- close --------------------------------------------------------------
 
     def close(self, wait: bool, timeout: float | None, reason: str = "pool is closed") -> bool:
@@ -733,6 +1141,7 @@ class Lifecycle:
                 try:
                     for waker in backoffs:  # a replacement backing off ends now
                         waker.wake()
+                    self.keeper_waker.wake()  # the keeper, if any, leaves
                     if leader is not None:
                         leader.waker.wake()
                     for job in refused:
@@ -763,8 +1172,17 @@ class Lifecycle:
                 if not acquire_until(self.resize_lock, deadline):
                     return False
                 self.resize_lock.release()
-            return _join(self, everyone, deadline)
+            return _join(self, everyone, deadline) and self._join_keeper(deadline)
         return not everyone
+
+    def _join_keeper(self, deadline: float | None) -> bool:
+        # The keeper never waits for a job, so waiting for it closes no cycle;
+        # it may be in a factory call, which the deadline bounds.
+        keeper = self.keeper
+        if keeper is None or keeper is threading.current_thread() or keeper.ident is None:
+            return True
+        _let_end(keeper, deadline)
+        return not keeper.is_alive()
 
     def _shut_locked(self) -> None:
         """
@@ -780,6 +1198,9 @@ class Lifecycle:
         self.line.summoned = None  # retiring now; it leaves when it wakes
         self.line.active = 0
         self.size = 0
+        self.auto = None
+        self.line.grow_to = None
+        self.line.growing = 0
         for worker_thread in self.workers:
             worker_thread.retiring = True
         line = self.line.waiting
@@ -821,6 +1242,11 @@ class Lifecycle:
                 rejected=self.line.rejected,
                 replaced=self.replaced,
                 factory_failures=self.factory_failures,
+                min_size=None if self.auto is None else self.auto.min_size,
+                max_size=None if self.auto is None else self.auto.max_size,
+                autoscale_started=self.autoscale_started,
+                autoscale_retired=self.autoscale_retired,
+                recycled=self.recycled,
             )
         timings = [t for t in (w.timings_now() for w in timed) if t is not None]
         timings.append(retired)
@@ -833,7 +1259,7 @@ class Lifecycle:
             respawned=host.respawned,
             killed=host.killed,
             crashed=host.crashed,
-            recycled=host.recycled,
+            children_recycled=host.recycled,
         )
 
 
@@ -1059,6 +1485,10 @@ def _after_fork_in_child() -> None:
         lifecycle.failed_out.clear()
         lifecycle.replacing.clear()
         lifecycle.recruits.clear()
+        lifecycle.due.clear()
+        lifecycle.idle_seen.clear()
+        lifecycle.keeper = None  # its thread did not come along
+        lifecycle.line.growing = 0
         lifecycle.line.lock = _thread.allocate_lock()
         lifecycle.resize_lock = threading.Lock()
         # The parent's remote workers are the parent's to end.

@@ -83,6 +83,15 @@ class Line:
         # Set while the pool, replacing failed workers, has had none for its
         # stall_timeout: why calls are refused (docs/design.md, "Workers that come back").
         self.stalled: str | None = None
+        # Autoscaling (docs/design.md, "Autoscaling and recycling"): the most
+        # workers a call that must wait may grow the pool to (``None``: off),
+        # the workers asked of the keeper and not yet listed, and its waker.
+        self.grow_to: int | None = None
+        self.growing = 0
+        self.keeper: Waker | None = None
+        # Recycling: the jobs after which a worker is replaced (0: never).
+        # Fixed for the pool's life, read once as each worker thread starts.
+        self.max_jobs = 0
         # Each worker whose thread waits in a call on this pool (a job calling
         # its own pool), with that call's job and name, from the moment the
         # call joins the line until it ends (docs/design.md, "Deadlock check").
@@ -169,6 +178,17 @@ class Line:
             self.rejected += 1
             msg = f"waiting line is full (max_waiting={self.max_waiting})"
             raise PoolBusyError(msg)
+        # Autoscaling: a job no worker on its way will take asks the keeper
+        # for one more, up to grow_to (docs/design.md, "Autoscaling and recycling").
+        # Woken under the lock: a lock's release, and dispatch() stays as it was.
+        if (
+            self.grow_to is not None
+            and self.active + self.growing < self.grow_to
+            and len(self.waiting) >= self.growing
+        ):
+            self.growing += 1
+            if self.keeper is not None:
+                self.keeper.wake()
         # A future never blocks its caller; only a worker thread can be a job.
         if job.future is None and worker_tls.runner is not None:
             self._count_nested(job, call, check=True)
@@ -220,6 +240,8 @@ class Line:
         active = self.active
         if not 0 < active <= len(nested):
             return None  # some active worker waits on nothing here
+        if self.growing:
+            return None  # a worker on its way will take a job from the line
         ends: dict[Runner, Job | None] = {}  # where each chain ends; None: it can move
         stuck: set[Job] = set()
         waiting = 0

@@ -25,7 +25,7 @@ from ._future import JobFuture
 from ._histogram import clock as _clock
 from ._isolation import ChildOptions, Host
 from ._job import DONE, NO_CONTEXT, RUNNING, WAITING, Job, worker_tls
-from ._lifecycle import Lifecycle, PoolStats, awaited_at_exit, close_dropped_pool
+from ._lifecycle import Bounds, Lifecycle, PoolStats, awaited_at_exit, close_dropped_pool
 from ._line import CANCELLED, TIMED_OUT, Line
 from ._process import DEFAULT_KILL_GRACE, Processes
 from ._token import CancelToken
@@ -141,6 +141,15 @@ class Pool(Generic[P, R]):
         max_memory_per_child: Replace a worker's process, between jobs, once
             its resident memory (read after each job) exceeds this many
             bytes; ``None`` for no limit. Not for threads.
+        max_jobs_per_worker: Recycle a worker once it has run this many jobs:
+            a fresh worker from the factory is started in its place, and only
+            then does the old one retire (after the job it holds, if any) and
+            run ``terminate()``. ``None`` for never.
+        max_worker_age: Recycle a worker, likewise, once this many seconds
+            have passed since it was made: a positive number; ``None`` (or
+            ``float("inf")``) for never. While the factory fails, the old
+            worker serves on and the successor is retried with the
+            replacement's backoff.
 
     Raises:
         TypeError, ValueError: *size* or *max_waiting* is not a non-negative
@@ -153,6 +162,8 @@ class Pool(Generic[P, R]):
             three was given to a pool of threads.
         Exception: With processes, the factory (or *fn*) does not pickle
             (``pickle.PicklingError`` and the like); no worker is started.
+        TypeError, ValueError: *max_jobs_per_worker* is not a positive int,
+            or *max_worker_age* not a positive number.
         TypeError: The factory returned an object without a callable
             ``process()``, or with a ``block_until_ready``, ``interrupt`` or
             ``terminate`` that is not callable; the workers already made are
@@ -188,6 +199,8 @@ class Pool(Generic[P, R]):
         kill_grace: float | None = None,
         max_jobs_per_child: int | None = None,
         max_memory_per_child: int | None = None,
+        max_jobs_per_worker: int | None = None,
+        max_worker_age: float | None = None,
     ) -> None:
         self._init(
             size,
@@ -200,6 +213,8 @@ class Pool(Generic[P, R]):
             kill_grace=kill_grace,
             max_jobs_per_child=max_jobs_per_child,
             max_memory_per_child=max_memory_per_child,
+            max_jobs=max_jobs_per_worker,
+            max_age=max_worker_age,
         )
 
     def _init(
@@ -215,6 +230,8 @@ class Pool(Generic[P, R]):
         kill_grace: float | None = None,
         max_jobs_per_child: int | None = None,
         max_memory_per_child: int | None = None,
+        max_jobs: int | None,
+        max_age: float | None,
     ) -> None:
         size = check_size(size)
         if not callable(worker_factory):
@@ -229,19 +246,34 @@ class Pool(Generic[P, R]):
         if not isinstance(latency, bool):
             msg = f"latency must be a bool (got {type(latency).__name__})"
             raise TypeError(msg)
+        if max_jobs is not None:
+            max_jobs = check_size(max_jobs, "max_jobs_per_worker", positive=True)
+        if max_age is not None:
+            given = max_age
+            max_age = check_timeout(given, "max_worker_age")
+            if max_age == 0:
+                msg = f"max_worker_age must be a positive number of seconds (got {given!r})"
+                raise ValueError(msg)
+            if max_age == _INF:
+                max_age = None
         host = _open_host(
             isolation, worker_factory, kill_grace, max_jobs_per_child, max_memory_per_child
         )
         line = Line(check, max_waiting, latency)
-        if host is None:
-            lifecycle = Lifecycle(worker_factory, line, stall_timeout)
-        else:
-            lifecycle = Lifecycle(host.new_worker, line, stall_timeout, host)
+        factory = worker_factory if host is None else host.new_worker
+        lifecycle = Lifecycle(
+            factory, line, stall_timeout, max_jobs=max_jobs, max_age=max_age, host=host
+        )
         try:
             lifecycle.set_size(size, False, None)
         except BaseException:
             if host is not None:
                 lifecycle.close(False, None)  # no worker is left; the host closes
+            raise
+        try:
+            lifecycle.start_keeper()
+        except BaseException:
+            lifecycle.close(True, None)
             raise
         self._line = line
         self._lifecycle = lifecycle
@@ -261,6 +293,8 @@ class Pool(Generic[P, R]):
         kill_grace: float | None = None,
         max_jobs_per_child: int | None = None,
         max_memory_per_child: int | None = None,
+        max_jobs_per_worker: int | None = None,
+        max_worker_age: float | None = None,
     ) -> Pool[P, R]:
         """
         A pool whose every worker calls ``fn(payload)``.
@@ -271,8 +305,9 @@ class Pool(Generic[P, R]):
         Raises:
             TypeError: *fn* is not callable.
             TypeError, ValueError: *size*, *max_waiting*, *stall_timeout*,
-                *latency*, *isolation*, *kill_grace*, *max_jobs_per_child* or
-                *max_memory_per_child* is invalid, as for :class:`Pool`.
+                *latency*, *isolation*, *kill_grace*, *max_jobs_per_child*,
+                *max_memory_per_child*, *max_jobs_per_worker* or
+                *max_worker_age* is invalid, as for :class:`Pool`.
         """
         if not callable(fn):
             msg = f"fn must be callable (got {type(fn).__name__})"
@@ -290,6 +325,8 @@ class Pool(Generic[P, R]):
             kill_grace=kill_grace,
             max_jobs_per_child=max_jobs_per_child,
             max_memory_per_child=max_memory_per_child,
+            max_jobs=max_jobs_per_worker,
+            max_age=max_worker_age,
         )
         return pool
 
@@ -300,6 +337,8 @@ class Pool(Generic[P, R]):
         max_waiting: int | None = None,
         stall_timeout: float | None = None,
         latency: bool = False,
+        max_jobs_per_worker: int | None = None,
+        max_worker_age: float | None = None,
     ) -> Pool[Callable[[], object], object]:
         """
         A pool whose payloads are zero-argument callables; each returns the result.
@@ -308,8 +347,9 @@ class Pool(Generic[P, R]):
         ``try_*`` raise ``TypeError`` in the caller, before anything is queued.
 
         Raises:
-            TypeError, ValueError: *size*, *max_waiting*, *stall_timeout* or
-                *latency* is invalid, as for :class:`Pool`.
+            TypeError, ValueError: *size*, *max_waiting*, *stall_timeout*,
+                *latency*, *max_jobs_per_worker* or *max_worker_age* is
+                invalid, as for :class:`Pool`.
         """
         pool: Pool[Callable[[], object], object] = Pool.__new__(Pool)
         pool._init(
@@ -319,6 +359,8 @@ class Pool(Generic[P, R]):
             max_waiting,
             stall_timeout,
             latency=latency,
+            max_jobs=max_jobs_per_worker,
+            max_age=max_worker_age,
         )
         return pool
 
@@ -392,12 +434,19 @@ class Pool(Generic[P, R]):
                         # Not a worker thread (whose call dispatch() counts
                         # for the deadlock check), and a worker is free for it
                         # (dispatch()'s last case), or it waits its turn and
-                        # nothing refuses it: not closed, no max_waiting, not stalled.
+                        # nothing refuses it nor grows the pool: not closed, no
+                        # max_waiting, not stalled, not autoscaling below max_size.
                         (
                             on_way is not None
                             and len(idle) + (not on_way.retiring) > len(line.waiting)
                         )
-                        or (not line.closed and line.max_waiting is None and line.stalled is None)
+                        or (
+                            not line.closed
+                            and line.max_waiting is None
+                            and line.stalled is None
+                            # Autoscaling below max_size: dispatch() grows the pool.
+                            and (line.grow_to is None or line.active + line.growing >= line.grow_to)
+                        )
                     ):
                         line.waiting.append(job)
                         queued = True
@@ -737,6 +786,7 @@ class Pool(Generic[P, R]):
         Raises:
             PoolClosedError: The pool is closed.
             TypeError, ValueError: *size* or *timeout* is invalid; nothing changed.
+            RuntimeError: The pool autoscales (see :meth:`autoscale`); nothing changed.
             TypeError: The factory returned something that is not a worker
                 (see :class:`Pool`); the pool keeps its previous size.
             Exception: The factory raised while growing; the pool keeps its
@@ -746,6 +796,76 @@ class Pool(Generic[P, R]):
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")
         return self._lifecycle.set_size(size, wait, timeout)
+
+    def autoscale(
+        self,
+        min_size: int | None,
+        max_size: int | None = None,
+        *,
+        idle_timeout: float = 60.0,
+    ) -> None:
+        """
+        Let the pool size itself between *min_size* and *max_size*; ``autoscale(None)`` stops it.
+
+        While it autoscales, a call that would wait in line because every
+        worker is busy asks for one more worker, up to *max_size*: the
+        pool's keeper thread calls the factory and starts it, so the caller
+        pays one wake, never the factory call or the thread start, and is
+        served by whichever worker is free first. A worker that has been
+        idle for *idle_timeout* seconds retires (``terminate()`` runs) while
+        more than *min_size* serve. :attr:`size` follows. ``try_process`` and
+        ``try_submit`` never grow the pool: they do not wait. A growth counts
+        as a worker on its way for the deadlock check: a call from a job that
+        one more worker can serve waits for it instead of failing.
+
+        Calling it again moves the bounds. Turning it on, or moving the
+        bounds, sets the size within them at once (:attr:`size` and
+        :meth:`stats` never read it outside them): a shrink is made as
+        :meth:`set_size` makes one, and the keeper makes the workers a
+        growth to *min_size* needs, retrying a failing factory with backoff
+        (each failure in :attr:`PoolStats.factory_failures`), so this call
+        never runs the factory. ``autoscale(None)`` leaves the size where it
+        is. While the pool autoscales, :meth:`set_size` is refused.
+        :meth:`close` ends it.
+
+        Args:
+            min_size: The fewest workers, a non-negative int; ``None`` to stop
+                autoscaling.
+            max_size: The most workers, a positive int at least *min_size*;
+                required with *min_size*.
+            idle_timeout: Seconds a worker may idle before it retires, a
+                non-negative number; ``float("inf")`` for never.
+
+        Raises:
+            TypeError, ValueError: An argument is invalid; nothing changed.
+            PoolClosedError: The pool is closed.
+            RuntimeError: The keeper thread could not be started; nothing changed.
+
+        Not guaranteed: exact idle times. The keeper looks every
+        ``idle_timeout / 4`` (at least 5 ms apart), so a worker retires
+        between ``idle_timeout`` and about ``1.5 * idle_timeout`` after it
+        last parked; never before.
+
+        .. versionadded:: 0.1.0
+        """
+        idle_timeout = check_timeout(idle_timeout, "idle_timeout")
+        if min_size is None:
+            if max_size is not None:
+                msg = f"autoscale(None) takes no max_size (got {max_size!r})"
+                raise TypeError(msg)
+            self._lifecycle.autoscale(None)
+            return
+        min_size = check_size(min_size, "min_size")
+        if max_size is None:
+            msg = "max_size is required with min_size (got None)"
+            raise TypeError(msg)
+        max_size = check_size(max_size, "max_size", positive=True)
+        if min_size > max_size:
+            msg = (
+                f"min_size must not exceed max_size (got min_size={min_size}, max_size={max_size})"
+            )
+            raise ValueError(msg)
+        self._lifecycle.autoscale(Bounds(min_size, max_size, idle_timeout))
 
     @property
     def queue_length(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _thread
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import InvalidStateError
 from typing import Any, Protocol
@@ -40,6 +41,8 @@ class Supervisor(Protocol):
 
     def worker_exited(self, worker_thread: WorkerThread) -> None: ...
 
+    def spent(self, worker_thread: WorkerThread) -> None: ...
+
 
 _NO_OP_READY = BaseWorker.block_until_ready
 # The raw times and fold lock of every worker of a pool that does not time its
@@ -52,6 +55,7 @@ class WorkerThread:
     """Owns one worker object and the thread that runs it (private)."""
 
     __slots__ = (
+        "born",
         "completed",
         "failed",
         "fd_waker",
@@ -109,6 +113,8 @@ class WorkerThread:
         self.ran: list[int] = [] if timed else _UNTIMED
         self.timings: list[int] | None = None
         self.fold_lock = _thread.allocate_lock() if timed else _UNTIMED_LOCK
+        # When it was made, for max_worker_age (docs/design.md, "Autoscaling and recycling").
+        self.born = time.monotonic()
         self.thread = threading.Thread(
             target=self._run, name=f"tunnypy-worker-{index}", daemon=True
         )
@@ -135,6 +141,9 @@ class WorkerThread:
             record_run = self.ran.append
             ran = self.ran
             now = clock
+            # Jobs left before this worker asks for a successor (max_jobs_per_worker);
+            # 0: never, and then the loop pays one test of a local per job.
+            jobs_left = line.max_jobs
             set_current_runner(self)
             if debug_enabled():
                 try:  # noqa: SIM105 - the except says why
@@ -183,6 +192,12 @@ class WorkerThread:
                         ok = False
                         outcome = None
                         if not job.withdrawn:  # else its caller gave up before it started
+                            if jobs_left:
+                                jobs_left -= 1
+                                if not jobs_left:
+                                    # Its last job: the keeper makes its successor
+                                    # meanwhile (docs/design.md, "Autoscaling and recycling").
+                                    self.supervisor.spent(self)
                             if timing:
                                 started = now()
                             try:
