@@ -140,8 +140,13 @@ def sigusr1_to(thread: threading.Thread) -> None:
 
 
 def sigusr1_until(thread: threading.Thread, entered: threading.Event) -> None:
+    """Send SIGUSR1 to *thread* until its handler sets *entered* (see :func:`signal_until`)."""
+    signal_until(thread, signal.SIGUSR1, entered)
+
+
+def signal_until(thread: threading.Thread, signum: int, entered: threading.Event) -> None:
     """
-    Send SIGUSR1 to *thread* until its handler sets *entered*, for at most WAIT seconds.
+    Send *signum* to *thread* until its handler sets *entered*, for at most WAIT seconds.
 
     A signal that lands after a thread has let go of the GIL but before it
     sleeps in the system call interrupts nothing: its handler waits until
@@ -153,7 +158,7 @@ def sigusr1_until(thread: threading.Thread, entered: threading.Event) -> None:
     timer.start()
     try:
         while not deadline.is_set():
-            sigusr1_to(thread)
+            signal.pthread_kill(thread.ident or 0, signum)
             if entered.wait(0.05):
                 return
         raise AssertionError("the signal handler never ran")

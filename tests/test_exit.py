@@ -45,7 +45,12 @@ class TestExitAfterAnInterruptedClose:
         child = Child(
             """
             import signal, sys, threading, time, tunnypy
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            interrupted = threading.Event()
+            def on_sigint(signum, frame):
+                if not interrupted.is_set():  # only the first SIGINT is a Ctrl-C
+                    interrupted.set()
+                    raise KeyboardInterrupt
+            signal.signal(signal.SIGINT, on_sigint)
             started = threading.Event()
             tick = threading.Event()  # never set: a bounded sleep between looks
             exiting = tunnypy.Pool.from_func(1, abs)  # closed by interpreter exit, not before
@@ -71,7 +76,11 @@ class TestExitAfterAnInterruptedClose:
                 deadline = time.monotonic() + 10
                 while not waiting_in_close() and time.monotonic() < deadline:
                     tick.wait(0.001)
-                signal.pthread_kill(main.ident, signal.SIGINT)
+                # A SIGINT landing before the lock wait begins is handled only
+                # once that wait ends, here never: send until the handler ran.
+                while not interrupted.is_set() and time.monotonic() < deadline:
+                    signal.pthread_kill(main.ident, signal.SIGINT)
+                    interrupted.wait(0.05)
             sender = threading.Thread(target=ctrl_c)
             sender.start()
             try:

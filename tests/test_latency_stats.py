@@ -225,28 +225,22 @@ class TestPoolLatency:
             assert (stats.timed_out, stats.wait.count, stats.run.count) == (1, 1, 1)
 
     def test_a_job_whose_caller_left_counts_once_it_has_run(self) -> None:
-        """A started job whose caller timed out is counted when it returns."""
+        """A started job whose caller gave up is counted when it returns, not before."""
         with tunnypy.Pool.from_func(1, run, latency=True) as pool:
             gate = Gate()
-            timeout, attempts = 0.01, 0
-            while True:
-                attempts += 1
-                with pytest.raises(tunnypy.JobTimedOutError):
-                    pool.process_timed(gate, timeout)
-                wait_for(
-                    lambda: gate.started.is_set() or pool.stats().busy == 0,
-                    "the job to start, or be skipped",
-                )
-                if gate.started.is_set():
-                    break
-                # A loaded machine did not start it before the deadline, so
-                # the worker skipped it (never counted): again, with longer.
-                assert attempts < 8, "the worker never started the job in time"
-                timeout *= 4
+            token = tunnypy.CancelToken()
+            caller = Call(pool.process_ctx, gate, token)
+            # The caller leaves only once the job runs: a job withdrawn before
+            # it started is skipped, never counted.
+            assert gate.started.wait(BOUND)
+            token.cancel()
+            with pytest.raises(tunnypy.JobCancelledError):
+                caller.wait()
             assert pool.stats().run.count == 0
             gate.release.set()
             wait_for(lambda: pool.stats().run.count == 1, "the abandoned job to be counted")
-            assert pool.stats().timed_out == attempts
+            stats = pool.stats()
+            assert (stats.cancelled, stats.wait.count, stats.run.count) == (1, 1, 1)
 
     def test_retired_workers_stay_counted(self) -> None:
         """Times of workers that left (shrink, close) are kept in the pool's figures."""

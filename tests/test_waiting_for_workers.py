@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tests.helpers import WAIT, Call, Gate, RecordingFactory, wait_for
+from tests.helpers import WAIT, Call, Gate, RecordingFactory, signal_until, wait_for
 
 WAITS: dict[str, Callable[[tunnypy.Pool[Any, Any]], bool]] = {
     "close": lambda pool: pool.close(),
@@ -39,14 +39,28 @@ def main_thread_waits_in(method: str) -> bool:
 
 @pytest.fixture
 def ctrl_c() -> Iterator[Callable[[str], threading.Thread]]:
-    """Give a function that sends SIGINT to the main thread once it waits inside *method*."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    """
+    Give a function that sends SIGINT to the main thread once it waits inside *method*.
+
+    The frame says the thread is about to sleep, not that it sleeps: a SIGINT
+    landing before the lock wait begins is handled only once it ends (when
+    the job does). So SIGINT is sent until its handler has run, and only the
+    first run raises KeyboardInterrupt.
+    """
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if not interrupted.is_set():
+            interrupted.set()
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     senders: list[threading.Thread] = []
 
     def send_when_waiting(method: str) -> threading.Thread:
         def send() -> None:
             wait_for(lambda: main_thread_waits_in(method), f"the main thread to wait in {method}")
-            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            signal_until(threading.main_thread(), signal.SIGINT, interrupted)
 
         sender = threading.Thread(target=send)
         sender.start()
