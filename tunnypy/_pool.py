@@ -431,11 +431,8 @@ class Pool(Generic[P, R]):
                             job.runner = parked
                             parked.job = job
                     elif worker_tls.runner is None and (
-                        # Not a worker thread (whose call dispatch() counts
-                        # for the deadlock check), and a worker is free for it
-                        # (dispatch()'s last case), or it waits its turn and
-                        # nothing refuses it nor grows the pool: not closed, no
-                        # max_waiting, not stalled, not autoscaling below max_size.
+                        # Not a worker thread, and nothing dispatch() would do
+                        # differently (docs/design.md, "One fast path per side").
                         (
                             on_way is not None
                             and len(idle) + (not on_way.retiring) > len(line.waiting)

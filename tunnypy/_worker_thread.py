@@ -103,11 +103,8 @@ class WorkerThread:
         # Written only by this worker's thread; summed by ``Pool.stats()``.
         self.completed = 0
         self.failed = 0
-        # Wait and run times of the jobs it ran (_histogram.py): raw in
-        # ``waited`` and ``ran`` until FOLD_AT of each, then counted into
-        # ``timings``, made at the first fold, under ``fold_lock``. A worker
-        # of a pool that does not time its jobs shares empty ones it never
-        # writes: an idle worker costs no more memory than before.
+        # Raw wait and run times, folded into ``timings`` under ``fold_lock``;
+        # shared empty ones in an untimed pool (docs/design.md, "Latency histograms").
         timed = line.latency
         self.waited: list[int] = [] if timed else _UNTIMED
         self.ran: list[int] = [] if timed else _UNTIMED
