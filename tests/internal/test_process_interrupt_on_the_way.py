@@ -10,12 +10,14 @@ on the control pipe, perhaps ahead of the job). Either way the child's
 ``interrupted()`` from its start, and the next job runs clean. Each
 interleaving is forced: the worker thread stops at that point until the
 caller has its error, and the caller's deadline passes only once the
-worker thread has stopped there (``ClockHeldUntil``).
+worker thread has stopped there (``ClockHeldUntil``). In the second, the
+child also takes the job in only once its control thread has the interrupt.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import pytest
 
 import tunnypy
+import tunnypy._job
 import tunnypy._pool
 import tunnypy._process
 from tests.helpers import WAIT, Call, wait_for
@@ -46,6 +49,18 @@ def pool(board: Board) -> Iterator[AnyPool]:
         yield made
 
 
+def recorded_once_interrupted(board: Board, value: str) -> Recorded:
+    """In the child, as the job is unpickled: wait until its control thread took the interrupt."""
+    runner = tunnypy._job.current_runner()
+    assert isinstance(runner, tunnypy._process._ChildRunner)
+    deadline = time.monotonic() + WAIT
+    while runner.interrupted_up_to < 1:  # the first job's number
+        if time.monotonic() > deadline:
+            raise AssertionError("the interrupt never reached the child's control thread")
+        time.sleep(0.001)
+    return Recorded(board, value)
+
+
 class SentLate:
     """A payload whose pickling, on the worker thread, waits until its caller has given up."""
 
@@ -59,7 +74,7 @@ class SentLate:
         self.sending.set()
         if not self.go.wait(WAIT):
             raise AssertionError("the payload was never let go")
-        return Recorded, (self.board, self.value)
+        return recorded_once_interrupted, (self.board, self.value)
 
 
 def give_up_on_the_way(
@@ -102,10 +117,10 @@ class TestGivingUpWhileTheJobIsOnItsWay:
         give_up_on_the_way(pool, Recorded(board, "given-up"), stopped, go)
         assert_interrupted_once_before_it_ran(pool, board)
 
-    def test_an_interrupt_while_the_job_is_sent_goes_ahead_of_it(
+    def test_an_interrupt_sent_ahead_of_the_job_is_found_when_it_arrives(
         self, pool: AnyPool, board: Board, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Given up while process() pickles the job: the interrupt is sent ahead of it."""
+        """Given up while process() pickles the job: the child has the interrupt before the job."""
         payload = SentLate(board, "given-up")
         monkeypatch.setattr(tunnypy._pool, "_monotonic", ClockHeldUntil(payload.sending.is_set))
         give_up_on_the_way(pool, payload, payload.sending, payload.go)
