@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -27,6 +28,33 @@ from tests.helpers import WAIT, Call, wait_for
 
 GIVE_UP_AFTER = 0.001
 """The deadline of a ``process_timed`` call meant to give up: it has passed by the time it waits."""
+
+
+@attrs.define(eq=False)
+class ClockHeldUntil:
+    """
+    A clock for ``process_timed`` deadlines that stands still until *started()* holds.
+
+    Patched over ``tunnypy._pool._monotonic``, it makes a ``process_timed``
+    caller whose deadline is *step* seconds give up only once its job has
+    started, not at a time the scheduler picks: before, the deadline never
+    comes; after, time runs on *step* ahead, so it has passed. Held for
+    ``WAIT`` seconds at most, so a job that never starts fails its test.
+    """
+
+    started: Callable[[], bool]
+    step: float = GIVE_UP_AFTER
+    since: float = attrs.field(factory=time.monotonic)
+    held: bool = True
+
+    def __call__(self) -> float:
+        now = time.monotonic()
+        if self.held:
+            if not self.started() and now - self.since < WAIT:
+                return self.since
+            self.held = False
+        return now + self.step
+
 
 Runner = Callable[..., "Pending"]
 """Runs ``fn(*args, give_up_by=...)`` on some thread and returns its Pending."""

@@ -4,12 +4,13 @@ The pool's promises (tests/test_promises.py) again, for workers in child process
 Same call paths (tests/paths.py), same promises: first come first served,
 an interrupt reaches only the job it was meant for, close, resize, errors.
 Jobs are the picklable ones of tests/process_helpers.py; what a child did is
-read from its :class:`Board`. Public API only.
+read from its :class:`Board`. Public API only, but for the clock that
+``process_timed`` deadlines read, held still until a job has started so
+that its caller gives up on it running (``given_up_while_running``).
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from typing import Any
 import pytest
 
 import tunnypy
+import tunnypy._pool
 from tests.helpers import WAIT, wait_for
-from tests.paths import GIVE_UP_AFTER, PATHS, CallPath, Pending
+from tests.paths import PATHS, CallPath, ClockHeldUntil, Pending
 from tests.process_helpers import Board, BoomError, Held, Recorded, raise_boom, records
 
 AnyPool = tunnypy.Pool[Any, Any]
@@ -65,24 +67,22 @@ def order(board: Board) -> list[str]:
     return [line.split()[0] for line in board.lines("order")]
 
 
-def started_or_done(job: Held, pending: Pending) -> bool:
-    return job.started.is_set() or pending.done()
-
-
 def given_up_while_running(
-    path: CallPath, size: int, board: Board
+    path: CallPath, size: int, board: Board, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[AnyPool, Held, Pending]:
-    """A pool with one held job running whose caller (on *path*) will give up."""
-    for attempt, after in enumerate((GIVE_UP_AFTER, 0.05, 0.5, 2.0)):
-        pool = parked_pool(size, board)
-        job = Held(board, f"given-up-{attempt}")
-        pending = path.start(pool, job, give_up=True, after=after)
-        wait_for(functools.partial(started_or_done, job, pending), "the job to start")
-        if job.started.is_set():
-            return pool, job, pending
-        job.release.set()
-        assert pool.close(timeout=WAIT)
-    raise AssertionError("the job never started before its caller gave up")
+    """
+    A pool with one held job running in a child, whose caller (on *path*) will give up.
+
+    A ``process_timed`` caller's deadline passes only once the job runs in
+    its child (``ClockHeldUntil``): never while the job is on its way there,
+    where the worker may skip it or send it interrupted.
+    """
+    pool = parked_pool(size, board)
+    job = Held(board, "given-up")
+    monkeypatch.setattr(tunnypy._pool, "_monotonic", ClockHeldUntil(job.started.is_set))
+    pending = path.start(pool, job, give_up=True)
+    assert job.started.wait(), "the held job never started"
+    return pool, job, pending
 
 
 class TestFirstComeFirstServed:
@@ -126,10 +126,10 @@ class TestInterruptOnlyTheIntendedJob:
     """A caller that gives up interrupts its own job in its child, and no other."""
 
     def test_giving_up_interrupts_the_running_job_once(
-        self, interrupting_path: CallPath, board: Board
+        self, interrupting_path: CallPath, board: Board, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """The caller gets its error; the child's interrupt() ran once; interrupted() was True."""
-        pool, job, pending = given_up_while_running(interrupting_path, 1, board)
+        pool, job, pending = given_up_while_running(interrupting_path, 1, board, monkeypatch)
         with pool:
             pending.give_up()
             assert interrupting_path.interrupted_its_job(pending.error())
@@ -143,10 +143,10 @@ class TestInterruptOnlyTheIntendedJob:
         assert (stats.completed, stats.cancelled + stats.timed_out, stats.killed) == (1, 1, 0)
 
     def test_giving_up_interrupts_no_job_on_another_worker(
-        self, interrupting_path: CallPath, board: Board
+        self, interrupting_path: CallPath, board: Board, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Of two running jobs in two children, only the given-up one is interrupted."""
-        pool, given_up, pending = given_up_while_running(interrupting_path, 2, board)
+        pool, given_up, pending = given_up_while_running(interrupting_path, 2, board, monkeypatch)
         with pool:
             kept, kept_pending = hold(pool, interrupting_path, board, "kept", "kept")
             assert given_up.ran_on() != kept.ran_on()
