@@ -11,6 +11,7 @@ replacement's backoff, and callers wait within their deadlines
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,22 @@ def test_the_factorys_error_is_the_cause_in_the_log(
     assert isinstance(error, Exception)
     assert "could not be started again: BoomError: told to fail" in str(error)
     assert isinstance(error.__cause__, BoomError)
+
+
+def test_a_new_streak_waits_its_own_stall_timeout(board: Board) -> None:
+    """A worker that served and then cannot restart its child is not stalled by an old streak."""
+    stall = 2.0
+    factory = FailTimes(board, 10**6)
+    with tunnypy.Pool(1, factory, isolation="process", stall_timeout=stall) as pool:
+        crash(pool, factory)
+        wait_for(lambda: len(board.lines("failures")) >= 2, "the replacement to fail")
+        os.remove(factory.armed.path)
+        assert pool.process(pid) > 0  # the first streak is over
+        ended = time.monotonic()
+        wait_for(lambda: time.monotonic() - ended > stall, "stall_timeout to pass", stall + WAIT)
+        crash(pool, factory)
+        failures = len(board.lines("failures"))
+        caller = pool.submit(pid)
+        wait_for(lambda: len(board.lines("failures")) >= failures + 2, "the replacement to fail")
+        os.remove(factory.armed.path)
+        assert caller.result(WAIT) > 0  # not PoolStalledError

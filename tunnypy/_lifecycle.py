@@ -637,7 +637,10 @@ class Lifecycle:
         waker = LockWaker()
         with line.lock:
             if factory_failed:
-                pass  # its factory's failure set the backoff's wait (_factory_failed)
+                # Its factory's failure set the backoff's wait (_factory_failed);
+                # one that served begins a new streak for stall_timeout.
+                if gone.completed or gone.failed:
+                    self.down_since = None
             elif (
                 recruited is not None
                 and not (gone.completed or gone.failed)
