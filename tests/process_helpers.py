@@ -327,3 +327,48 @@ class ReadyWorker(ChildWorker):
             self.board.flag("ready.inside").set()
             if not self.board.flag("ready.go").wait():
                 raise AssertionError("block_until_ready was never let go")
+
+
+@attrs.frozen
+class FailTimes:
+    """
+    A factory that, once *armed* is set, raises BoomError *times* times, then makes workers.
+
+    Each failure appends a line to the board's ``failures``: one child runs
+    the factory at a time in a pool of one, so the count is exact.
+    """
+
+    board: Board
+    times: int
+
+    @property
+    def armed(self) -> Flag:
+        return self.board.flag("armed")
+
+    def __call__(self) -> ChildWorker:
+        if self.armed.is_set() and len(self.board.lines("failures")) < self.times:
+            self.board.append("failures", str(os.getpid()))
+            raise BoomError("told to fail")
+        return ChildWorker()
+
+
+@attrs.frozen
+class CrashWhenReleased:
+    """Says it started, waits to be released, then kills its own child (SIGKILL)."""
+
+    board: Board
+    name: str
+
+    @property
+    def started(self) -> Flag:
+        return self.board.flag(f"{self.name}.started")
+
+    @property
+    def release(self) -> Flag:
+        return self.board.flag(f"{self.name}.release")
+
+    def __call__(self, worker: ChildWorker) -> Any:
+        self.started.set(str(os.getpid()))
+        if not self.release.wait():
+            raise AssertionError("crashing job was never released")
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -31,7 +31,7 @@ from ._job import DONE, REJECTED, RUNNING, WAITING, Job
 from ._line import Line, Taker
 from ._log import debug_enabled, log
 from ._waker import LockWaker, Waker, acquire_until
-from ._worker import Worker, check_worker
+from ._worker import RestartFailed, Worker, check_worker
 from ._worker_thread import WorkerThread
 from .exceptions import PoolClosedError, PoolStalledError
 
@@ -209,6 +209,7 @@ class Lifecycle:
         # Replacing failed workers (docs/design.md, "Workers that come back"):
         # who left by failing, who is replacing them, and the backoff's state.
         self.failed_out: set[WorkerThread] = set()
+        self.restart_failed: set[WorkerThread] = set()  # left because its factory failed
         self.replacing: dict[WorkerThread, LockWaker] = {}
         self.recruits: dict[WorkerThread, float] = {}  # replacements still here: when listed
         self.delay = 0.0  # the backoff's next wait
@@ -531,6 +532,8 @@ class Lifecycle:
                     self.line.active -= 1
                     self.failed_out.add(worker_thread)
                     self.last_failure = described
+                    if isinstance(error, RestartFailed):
+                        self.restart_failed.add(worker_thread)
                 # Also when it was retiring already: a call it held may be
                 # back in line, waited on by active workers.
                 stranded = self.line.unstrand_locked()
@@ -545,6 +548,10 @@ class Lifecycle:
             waker.wake()
         if ending is not None:
             worker_thread._deliver(ending, False, failure)
+        if isinstance(error, RestartFailed) and error.__cause__ is not None:
+            # Its proxy ran the factory to restart its remote worker, and it failed:
+            # counted and logged as a replacement's factory failure.
+            self._factory_failed(error.__cause__)
         return keep
 
     def worker_exited(self, worker_thread: WorkerThread) -> None:
@@ -562,9 +569,11 @@ class Lifecycle:
             failed = worker_thread in self.failed_out
             self.failed_out.discard(worker_thread)
             recruited = self.recruits.pop(worker_thread, None)
+            factory_failed = worker_thread in self.restart_failed
+            self.restart_failed.discard(worker_thread)
         if failed:
             try:
-                self._replace(worker_thread, recruited)
+                self._replace(worker_thread, recruited, factory_failed=factory_failed)
             except BaseException:  # it must not keep this worker listed
                 try:  # noqa: SIM105 - the except says why
                     log.exception("replacement_failed", worker=worker_thread.index)
@@ -607,7 +616,9 @@ class Lifecycle:
 
     # -- replacement ---------------------------------------------------------
 
-    def _replace(self, gone: WorkerThread, recruited: float | None) -> None:
+    def _replace(
+        self, gone: WorkerThread, recruited: float | None, *, factory_failed: bool = False
+    ) -> None:
         """
         On the thread of *gone*, which its failure retired: start a fresh worker in its place.
 
@@ -616,7 +627,8 @@ class Lifecycle:
         and ``set_size()`` wake it from a backoff. The first try is at once,
         unless *gone* was itself a replacement (listed at *recruited*) that
         failed before serving a call, while callers waited or within the
-        backoff's cap: then the backoff goes on. A replacement is made only
+        backoff's cap, or *gone* left because the factory failed in its proxy
+        (``RestartFailed``): then the backoff goes on. A replacement is made only
         while the pool is open and below its target, checked under the lock
         as it is listed, so a shrink or close() meanwhile wins. See
         docs/design.md, "Workers that come back".
@@ -624,7 +636,12 @@ class Lifecycle:
         line = self.line
         waker = LockWaker()
         with line.lock:
-            if (
+            if factory_failed:
+                # Its factory's failure set the backoff's wait (_factory_failed);
+                # one that served begins a new streak for stall_timeout.
+                if gone.completed or gone.failed:
+                    self.down_since = None
+            elif (
                 recruited is not None
                 and not (gone.completed or gone.failed)
                 and (line.waiting or _monotonic() - recruited < _BACKOFF_CAP)
@@ -1483,6 +1500,7 @@ def _after_fork_in_child() -> None:
         lifecycle.to_wake.clear()
         lifecycle.refused.clear()
         lifecycle.failed_out.clear()
+        lifecycle.restart_failed.clear()
         lifecycle.replacing.clear()
         lifecycle.recruits.clear()
         lifecycle.due.clear()

@@ -33,7 +33,7 @@ from . import _wire
 from ._isolation import ChildOptions, Host, IsolationStats
 from ._job import set_current_runner
 from ._log import log
-from ._worker import BaseWorker, Worker, check_worker
+from ._worker import BaseWorker, RestartFailed, Worker, check_worker
 from .exceptions import WorkerCrashedError
 
 __all__ = ["DEFAULT_KILL_GRACE", "Processes", "RemoteTraceback"]
@@ -274,7 +274,13 @@ class _ChildWorker:
             child = None
         while True:
             if child is None:
-                child = self.respawn()
+                try:
+                    child = self.respawn()
+                except BaseException as exc:  # the factory's SystemExit too: it is the child's
+                    # Not ready, and this worker cannot serve: it leaves as failed and
+                    # the pool replaces it, with the backoff (docs/design.md, "Isolation").
+                    msg = f"worker process could not be started again: {_describe(exc)}"
+                    raise RestartFailed(msg) from exc
             if not child.ready_due:
                 return
             child.ready_due = False
@@ -287,7 +293,7 @@ class _ChildWorker:
             return
 
     def respawn(self) -> _Child:
-        child = self.host.start_child()  # the factory's error reaches the caller
+        child = self.host.start_child()  # the factory's error is raised here
         self.child = child
         self.host.count("respawned")
         return child
@@ -295,8 +301,7 @@ class _ChildWorker:
     def process(self, payload: Any) -> Any:
         child = self.child
         if child is None or _ended(child):
-            # Died while idle (no job of it fails), or its restart failed in
-            # block_until_ready: start one now, for this job.
+            # Died while idle (no job of it fails): start one now, for this job.
             if child is not None:
                 self.crashed(child)
             try:

@@ -6,12 +6,30 @@ import abc
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["BaseWorker", "CallbackWorker", "FuncWorker", "Worker", "check_worker"]
+__all__ = [
+    "BaseWorker",
+    "CallbackWorker",
+    "FuncWorker",
+    "RestartFailed",
+    "Worker",
+    "check_worker",
+]
 
 P = TypeVar("P")
 R = TypeVar("R")
 P_contra = TypeVar("P_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)
+
+
+class RestartFailed(Exception):  # noqa: N818 - a signal to the worker loop, not an error
+    """
+    A proxy worker's ``block_until_ready`` cannot make its remote worker again (private).
+
+    Raised with the factory's error (or why the remote worker could not
+    start) as ``__cause__``. Unlike any other exception from
+    ``block_until_ready``, it is not "logged, and counts as ready": the worker
+    leaves as failed and the pool replaces it (docs/design.md, "Isolation").
+    """
 
 
 @runtime_checkable

@@ -21,7 +21,7 @@ from ._job import DONE, Job, set_current_runner
 from ._line import Line
 from ._log import debug_enabled, log
 from ._waker import LockWaker, Waker, new_waker
-from ._worker import BaseWorker, Worker
+from ._worker import BaseWorker, RestartFailed, Worker
 
 __all__ = ["Supervisor", "WorkerThread"]
 
@@ -242,7 +242,8 @@ class WorkerThread:
                     break  # retired
                 except BaseException as exc:
                     served = self.completed + self.failed
-                    again = served == served_at_failure
+                    # A proxy that cannot restart its remote worker leaves at once.
+                    again = served == served_at_failure or isinstance(exc, RestartFailed)
                     served_at_failure = served
                     resume = self._recover(exc, job, ok, outcome, leaving=again)
                     if again:
@@ -338,6 +339,8 @@ class WorkerThread:
         try:
             if not self.retiring:  # no block_until_ready on the way out
                 ready()
+        except RestartFailed:
+            raise  # the worker leaves as failed, and is replaced (docs/design.md, "Isolation")
         except BaseException:
             # A broken readiness check, SystemExit included, must not kill the
             # worker: treat it as ready so callers are still served.

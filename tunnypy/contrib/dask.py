@@ -38,7 +38,7 @@ from .._isolation import ChildOptions, IsolationStats
 from .._job import Runner, current_runner, interrupted, set_current_runner
 from .._log import log
 from .._process import RemoteTraceback
-from .._worker import BaseWorker, Worker, check_worker
+from .._worker import BaseWorker, RestartFailed, Worker, check_worker
 from ..exceptions import WorkerCrashedError
 
 __all__ = ["DaskWorkers"]
@@ -558,18 +558,30 @@ class _DaskWorker:
         if self.dead:
             self._drop(dead=True)
         if self.actor is None:
-            try:
-                self.start()
-            except _LeavingError:
+            if not self._start_again():
                 return  # its pool is closing or shrinking: no actor to make
             self.host.count("respawned")
         elif self.host.max_jobs is not None and self.jobs >= self.host.max_jobs:
             self._end_remote()
             self._drop()
-            self.start()
+            if not self._start_again():
+                return
             self.host.count("recycled")
         if self.has_ready:
             self.actor.ready().result()
+
+    def _start_again(self) -> bool:
+        """Make the actor again; ``False`` if its worker thread is retiring."""
+        try:
+            self.start()
+        except _LeavingError:
+            return False
+        except Exception as exc:
+            # This worker cannot serve: it leaves as failed and the pool replaces
+            # it, with the backoff (docs/design.md, "Isolation").
+            msg = f"this worker's dask actor could not be made again: {type(exc).__name__}: {exc}"
+            raise RestartFailed(msg) from exc
+        return True
 
     def process(self, payload: Any) -> Any:
         data = pickle.dumps(payload, protocol=5)  # an unpicklable payload fails here
