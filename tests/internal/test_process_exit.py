@@ -120,6 +120,9 @@ settled = threading.Event()
 real_start = _process._ProcessHost.start_child
 
 def ready(self):
+    if hold.is_set():
+        hold.clear()
+        board.flag("inside").set()  # readying: exit will not wait for this thread
     real_ready(self)
     if closing.is_set():
         settled.set()
@@ -142,7 +145,9 @@ pool = tunnypy.Pool(
     1, functools.partial(ReadyWorker, board), isolation=tunnypy.Processes(sys.argv[1])
 )
 board.flag("ready.hold").set()
+hold.set()
 print(pool.process(pid), flush=True)
+assert board.flag("inside").wait()
 assert board.flag("ready.inside").wait()
 sys.exit(0)  # its block_until_ready never returns: killed
 """
