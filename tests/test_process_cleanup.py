@@ -37,6 +37,7 @@ future = pool.submit(held)  # one child busy with a job, one idle
 assert held.started.wait()
 print(held.ran_on(), pool.process(pid), flush=True)
 if ending == "exit":
+    assert board.flag("exit").wait()  # the test has seen both children alive
     held.release.set()
     future.result(10)
     sys.exit(0)  # no close(): interpreter exit ends the children
@@ -54,11 +55,16 @@ def _children_of(script_args: list[str], board: Board) -> tuple[subprocess.Popen
         env=env,
         cwd=ROOT,
     )
-    assert parent.stdout is not None
-    line = parent.stdout.readline()
-    assert line, parent.communicate(timeout=WAIT)[1]
-    pids = [int(p) for p in line.split()]
-    assert len(set(pids)) == 2 and all(alive(p) for p in pids)
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()
+        assert line, parent.communicate(timeout=WAIT)[1]
+        pids = [int(p) for p in line.split()]
+        assert len(set(pids)) == 2 and all(alive(p) for p in pids)
+    except BaseException:
+        parent.kill()  # no parent left running, no pipe left open
+        parent.communicate(timeout=WAIT)
+        raise
     return parent, pids
 
 
@@ -108,6 +114,7 @@ class TestEnds:
         """A script that exits without close(): its children end, and it prints no warning."""
         board = Board(str(tmp_path))
         parent, pids = _children_of([method, "exit"], board)
+        board.flag("exit").set()
         _, stderr = parent.communicate(timeout=WAIT)
         assert parent.returncode == 0, stderr
         assert stderr == ""  # no resource_tracker warning, no traceback

@@ -174,8 +174,13 @@ class _ProcessHost:
             self.proxies.add(proxy)
         return proxy
 
-    def start_child(self) -> _Child:
-        """Start a child, run the factory there, and return once it has."""
+    def start_child(self, proxy: _ChildWorker | None = None) -> _Child:
+        """
+        Start a child, run the factory there, and return once it has.
+
+        With *proxy*, the proxy is told the child's pid while the factory
+        runs, so its ``end()`` can kill it (see ``_ChildWorker.awaiting``).
+        """
         ctx = self.ctx
         jobs, child_jobs = ctx.Pipe(duplex=True)
         child_control, control = ctx.Pipe(duplex=False)
@@ -198,6 +203,8 @@ class _ProcessHost:
                 # Only the child holds its ends: its death is our EOF.
                 child_jobs.close()
                 child_control.close()
+            if proxy is not None:
+                proxy.await_child(process.pid)
             reply: Any = _wire.recv(jobs)
         except BaseException as exc:
             _end_process(process, kill=True)
@@ -232,11 +239,12 @@ class _ProcessHost:
 
     def close(self) -> None:
         # Every proxy has been terminated by now, unless interpreter exit
-        # left one in block_until_ready: kill what is left.
+        # left one whose thread it did not wait for: end what is left
+        # (docs/design.md, "Isolation").
         with self.lock:
             proxies = list(self.proxies)
         for proxy in proxies:
-            proxy.drop(kill=True)
+            proxy.end()
         _open_hosts.discard(self)
 
 
@@ -262,12 +270,25 @@ class _ChildWorker:
         self.pending = False  # interrupted before process() began
         self.killing: threading.Timer | None = None
         self.killed = False
+        # Set by end(): no child is started or waited for any more.
+        self.closed = False
+        # The pid of a child whose own code (its factory, its
+        # block_until_ready) this proxy's thread waits for, which may never
+        # return: end() kills it, then waits (on ``settled``) until that
+        # thread has let go of the child.
+        self.awaiting: int | None = None
+        self.settled = threading.Condition(self.lock)
+        # Held while a child is ended: a second drop() waits for the first
+        # to finish, so no child is left running when either returns.
+        self.ending = threading.Lock()
 
     def block_until_ready(self) -> None:
         with self.lock:
             self.phase = _BETWEEN
             self.pending = False
-        child = self.child
+            child = self.child
+            if self.closed or (child is not None and not child.recycle and not child.ready_due):
+                return  # ready as it is (or closed: end() ends the child)
         if child is not None and child.recycle:
             self.host.count("recycled")
             self.drop(kill=False)
@@ -281,22 +302,78 @@ class _ChildWorker:
                     # the pool replaces it, with the backoff (docs/design.md, "Isolation").
                     msg = f"worker process could not be started again: {_describe(exc)}"
                     raise RestartFailed(msg) from exc
-            if not child.ready_due:
-                return
-            child.ready_due = False
+                if child is None:
+                    return  # closed meanwhile
+            with self.lock:
+                if self.closed or not child.ready_due:
+                    return
+                child.ready_due = False
+                self.awaiting = child.pid
             try:
                 _wire.recv(child.jobs)  # ("ready",): its block_until_ready returned
             except (EOFError, OSError):
                 self.crashed(child)  # it died in block_until_ready: a fresh one
                 child = None
                 continue
+            finally:
+                self.settle()
             return
 
-    def respawn(self) -> _Child:
-        child = self.host.start_child()  # the factory's error is raised here
-        self.child = child
+    def respawn(self) -> _Child | None:
+        """Start a new child; ``None`` if end() came first (the factory's error is raised)."""
+        with self.lock:
+            if self.closed:
+                return None
+        try:
+            child = self.host.start_child(self)  # the factory's error reaches the caller
+        except BaseException:
+            self.settle()
+            with self.lock:
+                if self.closed:  # end() killed it: not a failure
+                    return None
+            raise
+        self.settle(child)  # end(), if it came meanwhile, ends it
         self.host.count("respawned")
         return child
+
+    def await_child(self, pid: int) -> None:
+        """The thread is about to wait for code of child *pid*'s own (see ``awaiting``)."""
+        with self.lock:
+            self.awaiting = pid
+            if self.closed:
+                self._kill_awaited()
+
+    def settle(self, started: _Child | None = None) -> None:
+        """The thread waits for no child's code any more (and keeps *started*, a new child)."""
+        with self.lock:
+            if started is not None:
+                self.child = started
+            self.awaiting = None
+            self.settled.notify_all()
+
+    def _kill_awaited(self) -> None:
+        # Under self.lock.
+        if self.awaiting is not None:
+            with contextlib.suppress(OSError):  # it may have ended already
+                os.kill(self.awaiting, signal.SIGKILL)
+
+    def end(self) -> None:
+        """
+        From the host's close(): end the child, whatever this proxy's thread is doing.
+
+        The child's terminate() runs, unless its own code that may never
+        return is running (a factory, its block_until_ready): then it is
+        killed. Returns once the child is ended and reaped, by this thread
+        or by the proxy's own (docs/design.md, "Isolation").
+        """
+        with self.lock:
+            self.closed = True
+            self._kill_awaited()
+            while self.awaiting is not None:
+                self.settled.wait()
+            child = self.child
+            kill = child is not None and child.ready_due
+        self.drop(kill=kill)
 
     def process(self, payload: Any) -> Any:
         child = self.child
@@ -309,6 +386,8 @@ class _ChildWorker:
             except Exception as exc:
                 msg = f"worker process could not be started again: {_describe(exc)}"
                 raise WorkerCrashedError(msg) from exc
+            if child is None:
+                raise WorkerCrashedError("worker process was not started again: its pool has ended")
         with self.lock:
             self.seq += 1
             seq = self.seq
@@ -414,23 +493,28 @@ class _ChildWorker:
 
     def drop(self, *, kill: bool) -> None:
         """End the current child (its terminate() first, unless *kill*) and release its ends."""
-        with self.lock:
-            child = self.child
-            self.child = None
-        if child is None:
-            return
-        if not kill:
-            try:
-                if child.ready_due:
-                    _wire.recv(child.jobs)  # its block_until_ready ends first
-                _wire.send(child.jobs, ("terminate",))
-                _wire.recv(child.jobs)
-            except (EOFError, OSError):
-                pass  # it died meanwhile
-        _end_process(child.process, kill=kill)
-        child.jobs.close()
-        child.control.close()
-        child.process.close()
+        with self.ending:
+            with self.lock:
+                child = self.child
+                self.child = None
+            if child is None:
+                return
+            if not kill:
+                try:
+                    if child.ready_due:
+                        self.await_child(child.pid)
+                        try:
+                            _wire.recv(child.jobs)  # its block_until_ready ends first
+                        finally:
+                            self.settle()
+                    _wire.send(child.jobs, ("terminate",))
+                    _wire.recv(child.jobs)
+                except (EOFError, OSError):
+                    pass  # it died meanwhile
+            _end_process(child.process, kill=kill)
+            child.jobs.close()
+            child.control.close()
+            child.process.close()
 
 
 def _ended(child: _Child) -> bool:
