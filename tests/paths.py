@@ -13,7 +13,9 @@ drift from the slow one.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import contextlib
 import queue
 import threading
 import time
@@ -233,6 +235,24 @@ def _try_submit(pool: AnyPool, payload: Any, give_up_after: float | None, run: R
     return _future(pool.try_submit, payload)
 
 
+def _aprocess(pool: AnyPool, payload: Any, give_up_after: float | None, run: Runner) -> Pending:
+    """``await pool.aprocess(payload)`` in a task on an event loop of its own thread."""
+    running = threading.Event()
+    task: list[asyncio.Task[Any]] = []
+
+    async def call() -> Any:
+        task.append(asyncio.current_task())  # type: ignore[arg-type]
+        running.set()  # the task runs on into aprocess() before it can see a cancel
+        return await pool.aprocess(payload)
+
+    def give_up() -> None:
+        assert running.wait(WAIT), "the task never ran"
+        with contextlib.suppress(RuntimeError):  # its loop has ended: the call is over
+            task[0].get_loop().call_soon_threadsafe(task[0].cancel)
+
+    return run(asyncio.run, call(), give_up_by=give_up)
+
+
 @attrs.frozen
 class CallPath:
     """
@@ -300,6 +320,8 @@ PATHS: dict[str, CallPath] = {
         ),
         # A started job cannot be interrupted through its future (docs/semantics.md).
         CallPath("submit", _submit, True, concurrent.futures.CancelledError, None),
+        # Cancelling the awaiting task is its way to give up (docs/semantics.md).
+        CallPath("aprocess", _aprocess, True, asyncio.CancelledError, asyncio.CancelledError),
         CallPath("try_process", _try_process, False, None, None),
         CallPath("try_submit", _try_submit, False, None, None),
     ]
