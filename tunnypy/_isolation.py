@@ -12,6 +12,7 @@ does not change: the proxy is a :class:`Worker` like any other
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -19,7 +20,7 @@ import attrs
 
 from ._worker import Worker
 
-__all__ = ["ChildOptions", "Host", "Isolation", "IsolationStats"]
+__all__ = ["ChildOptions", "Host", "HostCounts", "Isolation", "IsolationStats"]
 
 
 @attrs.frozen
@@ -50,6 +51,30 @@ class IsolationStats:
     """Remote workers that died on their own (a signal, ``os._exit``, the OOM killer)."""
     recycled: int = 0
     """Remote workers replaced between jobs (``max_jobs_per_child``, ``max_memory_per_child``)."""
+
+
+class HostCounts:
+    """What a host counts of its remote workers, under its own lock (private)."""
+
+    __slots__ = ("_lock", "crashed", "killed", "recycled", "respawned")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.respawned = self.killed = self.crashed = self.recycled = 0
+
+    def count(self, what: str) -> None:
+        """Add one to the counter named *what* (``"respawned"``, ``"killed"``, ...)."""
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
+
+    def stats(self) -> IsolationStats:
+        with self._lock:
+            return IsolationStats(
+                respawned=self.respawned,
+                killed=self.killed,
+                crashed=self.crashed,
+                recycled=self.recycled,
+            )
 
 
 @runtime_checkable

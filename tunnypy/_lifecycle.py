@@ -696,17 +696,8 @@ class Lifecycle:
                     if not line.closed:
                         line.stalled = None  # no worker is wanted (see _replace)
                     return True  # a growth, shrink or close() came first
-            # SystemExit too: on this thread it would only end the replacing.
-            try:
-                worker = self.factory()
-            except BaseException as exc:
-                self._factory_failed(exc)
-                return False
-            try:
-                check_worker(worker)
-            except BaseException as exc:
-                _terminate_quietly(worker, -1)
-                self._factory_failed(exc)
+            worker = self._try_factory()
+            if worker is None:
                 return False
             with line.lock:
                 wanted = not line.closed and line.active < self.size
@@ -743,6 +734,22 @@ class Lifecycle:
                 return False
         log.info("worker_replaced", worker=gone.index, by=worker_thread.index)
         return True
+
+    def _try_factory(self) -> Worker[Any, Any] | None:
+        """A checked worker from the factory, or ``None`` with the failure counted and logged."""
+        # SystemExit too: on a replacing or keeper thread it would only end that try.
+        try:
+            worker = self.factory()
+        except BaseException as exc:
+            self._factory_failed(exc)
+            return None
+        try:
+            check_worker(worker)
+        except BaseException as exc:
+            _terminate_quietly(worker, -1)
+            self._factory_failed(exc)
+            return None
+        return worker
 
     def _factory_failed(self, exc: BaseException) -> None:
         described = _describe(exc)
@@ -1037,16 +1044,8 @@ class Lifecycle:
         """
         line = self.line
         with self.resize_lock:  # factory calls one at a time, as growths make them
-            try:
-                worker = self.factory()
-            except BaseException as exc:  # SystemExit too: on this thread it only ends the try
-                self._factory_failed(exc)
-                return False
-            try:
-                check_worker(worker)
-            except BaseException as exc:
-                _terminate_quietly(worker, -1)
-                self._factory_failed(exc)
+            worker = self._try_factory()
+            if worker is None:
                 return False
             with line.lock:
                 auto = self.auto

@@ -30,7 +30,7 @@ from typing import Any, final
 import attrs
 
 from . import _wire
-from ._isolation import ChildOptions, Host, IsolationStats
+from ._isolation import ChildOptions, Host, HostCounts, IsolationStats
 from ._job import set_current_runner
 from ._log import log
 from ._worker import BaseWorker, RestartFailed, Worker, check_worker
@@ -161,10 +161,8 @@ class _ProcessHost:
         self.options = options
         self.lock = threading.Lock()
         self.proxies: weakref.WeakSet[_ChildWorker] = weakref.WeakSet()
-        self.respawned = 0
-        self.killed = 0
-        self.crashed = 0
-        self.recycled = 0
+        self.counts = HostCounts()
+        self.count = self.counts.count
         _open_hosts.add(self)
 
     def new_worker(self) -> Worker[Any, Any]:
@@ -225,17 +223,7 @@ class _ProcessHost:
         return _Child(process, jobs, control, process.pid, has_ready=reply[1], ready_due=reply[1])
 
     def stats(self) -> IsolationStats:
-        with self.lock:
-            return IsolationStats(
-                respawned=self.respawned,
-                killed=self.killed,
-                crashed=self.crashed,
-                recycled=self.recycled,
-            )
-
-    def count(self, what: str) -> None:
-        with self.lock:
-            setattr(self, what, getattr(self, what) + 1)
+        return self.counts.stats()
 
     def close(self) -> None:
         # Every proxy has been terminated by now, unless interpreter exit

@@ -34,7 +34,7 @@ from typing import Any, cast
 import distributed
 
 from .._checks import check_size, check_timeout
-from .._isolation import ChildOptions, IsolationStats
+from .._isolation import ChildOptions, HostCounts, IsolationStats
 from .._job import Runner, current_runner, interrupted, set_current_runner
 from .._log import log
 from .._process import RemoteTraceback
@@ -334,7 +334,8 @@ class _DaskHost:
         self.names = itertools.count()
         self.tag = uuid.uuid4().hex[:8]
         self.added = 0  # Dask workers the cluster was scaled up by for this pool
-        self.respawned = self.killed = self.crashed = self.recycled = 0
+        self.counts = HostCounts()
+        self.count = self.counts.count
         self.closed = False
 
     def new_worker(self) -> _DaskWorker:
@@ -343,13 +344,7 @@ class _DaskHost:
         return proxy
 
     def stats(self) -> IsolationStats:
-        with self.lock:
-            return IsolationStats(
-                respawned=self.respawned,
-                killed=self.killed,
-                crashed=self.crashed,
-                recycled=self.recycled,
-            )
+        return self.counts.stats()
 
     def close(self) -> None:
         with self.lock:
@@ -357,10 +352,6 @@ class _DaskHost:
                 return
             self.closed = True
         self.owner._host_closed()
-
-    def count(self, name: str) -> None:
-        with self.lock:
-            setattr(self, name, getattr(self, name) + 1)
 
     def claim(self, *, again: bool) -> str:
         """
