@@ -109,6 +109,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="the new pool recycles, never in the run: max_jobs_per_worker=10**9",
     )
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="the new pool times its jobs: latency=True (compare a tree with itself for the cost)",
+    )
     args = parser.parse_args(argv)
     versions = {"old": load(args.old, "tunnypy_old"), "new": load(args.new, "tunnypy_new")}
     size = {
@@ -124,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.recycle:
         pools["new"].close()
         pools["new"] = versions["new"].Pool.from_func(WORKERS, noop, max_jobs_per_worker=10**9)
+    if args.latency:
+        pools["new"].close()
+        pools["new"] = versions["new"].Pool.from_func(WORKERS, noop, latency=True)
     if args.autoscale:
         pools["new"].autoscale(WORKERS, WORKERS)
     tpe = ThreadPoolExecutor(WORKERS)

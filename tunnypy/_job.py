@@ -223,12 +223,15 @@ def caller_waker() -> FdWaker | None:
     The calling thread's eventfd waker, made on first use and kept for the thread's life.
 
     None while no eventfd can be had (the budget is spent, or there is no
-    eventfd); the call then sleeps on its job's own lock waker, and the
-    next call tries again.
+    eventfd), and while this thread is inside a timed wait on it (the call is
+    a signal handler's: docs/design.md, "Wakers, and why eventfd"); the call
+    then sleeps on its job's own lock waker, and the next call tries again.
     """
     waker = _tls.waker
     if waker is None:
         waker = _tls.waker = _waker.new_fd_waker()
+    elif waker.polling:
+        return None
     return waker
 
 

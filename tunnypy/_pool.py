@@ -392,24 +392,28 @@ class Pool(Generic[P, R]):
         if line.check is not None:
             line.check(payload)
         tls = _job._tls
-        waker: Waker | None = tls.waker
+        fd = tls.waker
         # The thread's last job, reused (docs/design.md, "One job per calling
         # thread"). Job.renew(), inlined.
         job = tls.spare
         if job is None:
-            job = Job(payload, _copy_context(), waker)
+            job = Job(payload, _copy_context(), fd)
         else:
             tls.spare = None
             job.payload = payload
             job.context = _copy_context()
-            job.waker = waker
+            job.waker = fd
             job.state = WAITING
             job.nested = None
         if line.latency:
             job.joined = _clock()
-        if waker is None:
-            # The thread's first call, or no eventfd to be had.
+        waker: Waker
+        if fd is None or fd.polling:
+            # The thread's first call, no eventfd to be had, or a signal
+            # handler's call while its thread is in a timed wait on it.
             waker = job.waker = job.default_waker()
+        else:
+            waker = fd
         # The fast path, mirroring Line.call() (docs/design.md, "One fast path per
         # side"): hand over to a parked worker or join the line; the rest is dispatch()'s.
         # Safe wherever Ctrl-C lands (docs/design.md, "Ctrl-C and other signals").
@@ -522,10 +526,9 @@ class Pool(Generic[P, R]):
         else:
             tls.spare = None
             job.renew(payload, _copy_context())
-        # A timed wait sleeps on the job's own lock: one futex wait, not poll()
-        # then read(), and a call that a signal handler makes on this thread
-        # meanwhile cannot take its wake (docs/design.md, "Wakers, and why eventfd").
-        waker = job.waker = job.lock_waker or job.own_waker()
+        fd = tls.waker
+        waker: Waker = job.default_waker() if fd is None or fd.polling else fd  # as in process()
+        job.waker = waker
         try:
             # Inside the try: Ctrl-C may land just after dispatch() returns.
             line.dispatch(job, call="process_timed")

@@ -96,11 +96,15 @@ class LockWaker:
 class FdWaker:
     """A waker built on an eventfd (Linux)."""
 
-    __slots__ = ("_fd", "_poll", "wait_forever", "wake")
+    __slots__ = ("_fd", "_poll", "polling", "wait_forever", "wake")
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._poll: select.poll | None = None
+        # True while a timed wait is in poll(), which retries after a signal:
+        # a call that the handler makes meanwhile must not share this waker
+        # (docs/design.md, "Wakers, and why eventfd").
+        self.polling = False
         self.wake = partial(os.eventfd_write, fd, 1)
         self.wait_forever = partial(os.eventfd_read, fd)
 
@@ -114,7 +118,12 @@ class FdWaker:
             poll.register(self._fd, select.POLLIN)
         # poll() rounds milliseconds up and retries after a signal (PEP 475);
         # a wait longer than it takes ends early, and its caller waits again.
-        if not poll.poll(min(max(timeout, 0.0) * 1000.0, _POLL_MAX_MS)):
+        self.polling = True
+        try:
+            ready = poll.poll(min(max(timeout, 0.0) * 1000.0, _POLL_MAX_MS))
+        finally:
+            self.polling = False
+        if not ready:
             return False
         _read(self._fd)
         return True

@@ -3,10 +3,11 @@ Which waker a caller sleeps on (its thread's eventfd or, with no eventfd to be h
 job's lock), and which one a worker parks on.
 
 Neither depends on how many CPUs there are (that choice was removed:
-docs/performance.md, "Shortcuts"): a ``process_timed`` with a deadline always
-sleeps on its job's lock, every other call on the eventfd, and a worker parks
-on its lock only after a submitted job. The caller tests look at the waker
-of the job a worker is running.
+docs/performance.md, "Shortcuts"): every call sleeps on its thread's eventfd,
+except one made while its thread is inside a timed wait on that eventfd (a
+signal handler's call), which sleeps on its job's lock; a worker parks on its
+lock only after a submitted job. The caller tests look at the waker of the
+job a worker is running.
 """
 
 from __future__ import annotations
@@ -83,8 +84,13 @@ def one_worker_busy(size: int) -> Iterator[tuple[Any, Line, Gate]]:
 
 WITH_FD_CALLS: dict[str, Any] = {
     "process": lambda pool, gate: pool.process(gate),
+    "process_timed": lambda pool, gate: pool.process_timed(gate, WAIT),
     "process_timed, no limit": lambda pool, gate: pool.process_timed(gate, float("inf")),
     "process_ctx": lambda pool, gate: pool.process_ctx(gate, tunnypy.CancelToken()),
+    "process_ctx with a deadline": lambda pool, gate: pool.process_ctx(
+        gate, tunnypy.CancelToken(timeout=WAIT)
+    ),
+    "try_process": lambda pool, gate: pool.try_process(gate),
 }
 
 
@@ -112,17 +118,35 @@ NO_FD_CALLS: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("behind_a_busy_worker", [False, True])
-def test_process_timed_sleeps_on_its_jobs_lock(behind_a_busy_worker: bool) -> None:
-    """On any number of CPUs: a signal handler's call on the same thread cannot take its wake."""
-    with contextlib.ExitStack() as stack:
-        if behind_a_busy_worker:
-            pool, _, _ = stack.enter_context(one_worker_busy(2))
-        else:
-            pool, _ = stack.enter_context(parked_pool(2))
+@pytest.mark.parametrize("kind", sorted(NO_FD_CALLS))
+def test_a_call_made_while_its_thread_polls_the_eventfd_sleeps_on_its_jobs_lock(
+    kind: str,
+) -> None:
+    """
+    A signal handler's call, while its thread is in a timed wait: ``poll()``
+    retries after the handler, so the handler's call must not take the wake
+    it waits for (tests/internal/test_signal_wakes.py runs the real thing).
+    """
+    with parked_pool(2) as (pool, _):
         gate = Gate()
-        call, wakers = call_recording_wakers(pool.process_timed, gate, WAIT)
-        assert sleeps_on(running_job(pool._lifecycle, gate), wakers) == "lock"
+        seen: dict[str, Any] = {}
+
+        def run() -> Any:
+            fd = _job.caller_waker()
+            assert isinstance(fd, _waker.FdWaker)
+            seen["fd"] = fd
+            fd.polling = True  # as FdWaker.wait() sets it around poll()
+            try:
+                seen["caller_waker"] = _job.caller_waker()
+                return NO_FD_CALLS[kind](pool, gate)
+            finally:
+                fd.polling = False
+
+        call = Call(run)
+        job = running_job(pool._lifecycle, gate)
+        assert seen["caller_waker"] is None
+        assert isinstance(job.waker, _waker.LockWaker)
+        assert job.waker is job.lock_waker
         gate.release.set()
         call.wait()
 

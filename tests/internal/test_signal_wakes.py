@@ -52,22 +52,39 @@ class TestParkedWorker:
             assert {f.result(WAIT) for f in calls} == {0, 1}
 
 
-class TestHandlerThatCallsThePoolWhileItsThreadSleepsOnALock:
-    """
-    A lock wait retries inside C after the handler, without looking at its job.
+NESTED_CALLS: dict[str, Any] = {
+    "process": lambda pool: pool.process(lambda: "nested"),
+    "process_timed": lambda pool: pool.process_timed(lambda: "nested", WAIT),
+    "process_ctx with a deadline": lambda pool: pool.process_ctx(
+        lambda: "nested", tunnypy.CancelToken(timeout=WAIT)
+    ),
+}
 
-    The call the handler interrupted must not share its lock with the
+
+class TestHandlerThatCallsThePoolWhileItsThreadWaits:
+    """
+    A lock wait, and a timed eventfd wait (``poll()``), retry inside C after
+    the handler, without looking at their job.
+
+    The call the handler interrupted must not share its waker with the
     handler's call, or the handler's call can take its wake and leave it
-    waiting for ever (the old failure: this test hung until its timeout).
+    waiting for ever (the old failure: this test hung until its timeout), or
+    make ``poll()`` raise ``RuntimeError: concurrent poll() invocation``.
     """
 
     @pytest.mark.timeout(30)
+    @pytest.mark.parametrize("nested_kind", sorted(NESTED_CALLS))
     @pytest.mark.parametrize(
         "outer_kind",
-        ["process behind a busy worker", "process_timed", "process without an eventfd"],
+        [
+            "process behind a busy worker",
+            "process_timed",
+            "process_ctx with a deadline",
+            "process without an eventfd",
+        ],
     )
     def test_the_interrupted_call_keeps_its_wake(
-        self, outer_kind: str, monkeypatch: pytest.MonkeyPatch
+        self, outer_kind: str, nested_kind: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         assert threading.current_thread() is threading.main_thread()
         if outer_kind == "process without an eventfd":
@@ -84,9 +101,9 @@ class TestHandlerThatCallsThePoolWhileItsThreadSleepsOnALock:
                     return  # a resent signal
                 entered.set()
                 outer.release.set()
-                # A timed call sleeps on a lock too. The one worker serves it
-                # only after it has delivered the outer job and woken its caller.
-                seen["nested"] = pool.process_timed(lambda: "nested", WAIT)
+                # The one worker serves this call only after it has delivered
+                # the outer job and woken its caller.
+                seen["nested"] = NESTED_CALLS[nested_kind](pool)
                 handled.set()
 
             def release_then_signal() -> None:
@@ -102,9 +119,12 @@ class TestHandlerThatCallsThePoolWhileItsThreadSleepsOnALock:
                 assert blocker.started.wait(WAIT)
             with on_sigusr1(handler):
                 helper = Call(release_then_signal)
+                # The timed ones: longer than this test's timeout, so a lost wake hangs it.
                 if outer_kind == "process_timed":
-                    # Longer than this test's timeout: a lost wake hangs it.
                     result = pool.process_timed(lambda: outer("outer"), 3600.0)
+                elif outer_kind == "process_ctx with a deadline":
+                    token = tunnypy.CancelToken(timeout=3600.0)
+                    result = pool.process_ctx(lambda: outer("outer"), token)
                 else:
                     result = pool.process(lambda: outer("outer"))
                 helper.wait()
