@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="the new pool times its jobs: latency=True (compare a tree with itself for the cost)",
     )
+    parser.add_argument(
+        "--old-latency", action="store_true", help="the old pool times its jobs too"
+    )
     args = parser.parse_args(argv)
     versions = {"old": load(args.old, "tunnypy_old"), "new": load(args.new, "tunnypy_new")}
     size = {
@@ -132,6 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.latency:
         pools["new"].close()
         pools["new"] = versions["new"].Pool.from_func(WORKERS, noop, latency=True)
+    if args.old_latency:
+        pools["old"].close()
+        pools["old"] = versions["old"].Pool.from_func(WORKERS, noop, latency=True)
     if args.autoscale:
         pools["new"].autoscale(WORKERS, WORKERS)
     tpe = ThreadPoolExecutor(WORKERS)
