@@ -564,11 +564,6 @@ class TestNested:
             assert pool.process(1) == "inner"
         holder.clear()
 
-
-def p99(values: list[float]) -> float:
-    """The 99th percentile of *values* (nearest rank); 0 for none."""
-    return sorted(values)[int(len(values) * 0.99)] if values else 0.0
-
     def test_a_shrink_stranding_it_fails_it(self) -> None:
         """Worker 0's aprocess waits behind busy worker 1; retiring 1 raises PoolDeadlockError."""
         holder: list[tunnypy.Pool[str, object]] = []
@@ -598,6 +593,11 @@ def p99(values: list[float]) -> float:
             gate.release.set()
             assert pool.close(timeout=WAIT)
             holder.clear()
+
+
+def p99(values: list[float]) -> float:
+    """The 99th percentile of *values* (nearest rank); 0 for none."""
+    return sorted(values)[int(len(values) * 0.99)] if values else 0.0
 
 
 class TestRefusals:
