@@ -683,8 +683,9 @@ class TestManyWaiting:
             f"({len(draining)} ticks)"
         )
         # The issue asks 5 ms at p99; a shared machine under load misses that
-        # without any help from tunnypy, so the figures are printed and reported
-        # (docs/performance.md, "asyncio callers"). What is asserted: the loop
+        # without any help from tunnypy, so speed is measured by
+        # ``python -m benchmarks.drain`` and reported (docs/performance.md, "The
+        # loop keeps answering"); here the figures are printed. What is asserted: the loop
         # kept ticking while every task waited (a blocked loop ticks once at most),
         # and no tick, waiting or draining, was held up for long.
         assert len(waiting) >= 30

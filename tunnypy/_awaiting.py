@@ -29,13 +29,18 @@ if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable
 
-__all__ = ["RESUMES_PER_TURN", "AsyncWaker", "LoopWakes", "call_async"]
+__all__ = ["BEHIND", "BEHIND_PAUSE", "RESUMES_PER_TURN", "AsyncWaker", "LoopWakes", "call_async"]
 
 _monotonic = time.monotonic
 
 # At most this many waiting coroutines are woken per turn of their loop, so
 # that timers and I/O get a turn between batches (docs/design.md, "asyncio callers").
 RESUMES_PER_TURN = 64
+# A worker that wakes a coroutine of a loop this many wakes behind pauses
+# for BEHIND_PAUSE seconds, outside any lock, before it goes on.
+BEHIND = 16 * RESUMES_PER_TURN
+BEHIND_PAUSE = 0.0001
+_sleep = time.sleep
 
 
 class LoopWakes:
@@ -44,8 +49,9 @@ class LoopWakes:
 
     ``wake()``, from any thread, queues a waker and schedules ``run`` on the
     loop with ``call_soon_threadsafe`` only if no run is scheduled yet: a
-    worker delivering to a busy loop queues and goes on. ``run``, on the
-    loop, resolves at most ``RESUMES_PER_TURN`` of them, oldest first, and
+    worker delivering to a busy loop queues and goes on, after a pause of
+    ``BEHIND_PAUSE`` once ``BEHIND`` wakes wait. ``run``, on the loop,
+    resolves at most ``RESUMES_PER_TURN`` of them, oldest first, and
     schedules itself for the next turn while more wait.
     """
 
@@ -77,14 +83,23 @@ class LoopWakes:
             if self.scheduled:
                 loop = self.loop_ref()
                 if loop is not None and not loop.is_closed():
-                    return
-                # Closed with a run scheduled, which close() dropped.
-                self.pending.clear()
-                self.scheduled = False
-                closed = True
+                    behind = len(self.pending) > BEHIND
+                    closed = None
+                else:
+                    # Closed with a run scheduled, which close() dropped.
+                    self.pending.clear()
+                    self.scheduled = False
+                    closed = True
             else:
                 self.scheduled = True
                 closed = False
+        if closed is None:
+            if behind:
+                # Let the loop's thread have the GIL, which a worker that never
+                # blocks would hold for its switch interval at a time
+                # (docs/design.md, "asyncio callers").
+                _sleep(BEHIND_PAUSE)
+            return
         if closed:
             self.sweep()
             return

@@ -8,8 +8,11 @@ from collections.abc import Callable
 from contextvars import Context
 from typing import Any
 
+import pytest
+
 import tunnypy
-from tunnypy._awaiting import RESUMES_PER_TURN, LoopWakes, loop_wakes
+from tunnypy import _awaiting
+from tunnypy._awaiting import BEHIND, BEHIND_PAUSE, RESUMES_PER_TURN, LoopWakes, loop_wakes
 
 from ..helpers import WAIT, Gate, wait_for
 
@@ -100,6 +103,36 @@ class TestLoopWakes:
         loop.close()
         wakes.wake(Waker())  # type: ignore[arg-type]
         assert (len(wakes.pending), wakes.scheduled) == (0, False)
+
+    def test_a_waker_of_a_loop_far_behind_pauses_outside_the_lock(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        With BEHIND wakes waiting for a loop that has not run them, each further
+        wake pauses for BEHIND_PAUSE, without holding the LoopWakes lock, and
+        still queues its waker: the loop's thread gets the GIL.
+        """
+        loop = asyncio.new_event_loop()
+        try:
+            wakes = LoopWakes(loop)
+            pauses: list[tuple[float, bool]] = []
+            monkeypatch.setattr(
+                _awaiting, "_sleep", lambda s: pauses.append((s, wakes.lock.locked()))
+            )
+
+            class Waker:
+                def resolve(self) -> None:
+                    raise AssertionError("the loop never runs")
+
+            for _ in range(BEHIND):
+                wakes.wake(Waker())  # type: ignore[arg-type]
+            assert pauses == []  # up to BEHIND behind: no pause
+            for _ in range(3):
+                wakes.wake(Waker())  # type: ignore[arg-type]
+            assert pauses == [(BEHIND_PAUSE, False)] * 3
+            assert (len(wakes.pending), wakes.scheduled) == (BEHIND + 3, True)
+        finally:
+            loop.close()
 
     def test_each_thread_keeps_its_loops_wakes(self) -> None:
         """A thread's calls share their loop's LoopWakes; another loop, or thread, gets its own."""
