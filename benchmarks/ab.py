@@ -111,8 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--latency",
-        action="store_true",
-        help="the new pool times its jobs: latency=True (compare a tree with itself for the cost)",
+        nargs="?",
+        const="True",
+        choices=["True", "sampled"],
+        help="the new pool times its jobs: latency=True, or 'sampled' (compare a tree with itself)",
     )
     parser.add_argument(
         "--old-latency", action="store_true", help="the old pool times its jobs too"
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         pools["new"] = versions["new"].Pool.from_func(WORKERS, noop, max_jobs_per_worker=10**9)
     if args.latency:
         pools["new"].close()
-        pools["new"] = versions["new"].Pool.from_func(WORKERS, noop, latency=True)
+        mode: bool | str = True if args.latency == "True" else args.latency
+        pools["new"] = versions["new"].Pool.from_func(WORKERS, noop, latency=mode)
     if args.old_latency:
         pools["old"].close()
         pools["old"] = versions["old"].Pool.from_func(WORKERS, noop, latency=True)

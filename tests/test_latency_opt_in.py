@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -108,7 +109,9 @@ class TestOffByDefault:
         with tunnypy.Pool.from_func(2, run, latency=True) as pool:
             calls = every_kind_of_call(pool)
             stats = pool.stats()
-        assert clock.reads >= 3 * calls  # a join, a start and an end per call
+        # A join per call, and a start and an end for each job timed: the
+        # first on each worker at least (tests/test_latency_sampling.py).
+        assert clock.reads >= calls + 2
         assert stats.wait.count == stats.run.count == calls
 
 
@@ -149,11 +152,11 @@ class TestOn:
 
 
 class TestBadValues:
-    """A latency that is not a bool is refused before anything is made."""
+    """A latency other than True, False or "sampled" is refused before anything is made."""
 
-    @pytest.mark.parametrize("bad", [1, 0, None, "yes", 1.0])
+    @pytest.mark.parametrize("bad", [1, 0, None, "yes", "Sampled", 1.0])
     def test_refused(self, bad: Any) -> None:
-        """TypeError naming latency and the type that arrived; no worker made, no thread started."""
+        """TypeError (ValueError for another str) naming latency and what arrived; nothing made."""
         made: list[object] = []
 
         def factory() -> Echo:
@@ -161,18 +164,54 @@ class TestBadValues:
             return Echo()
 
         threads = threading.active_count()
-        kind = type(bad).__name__
-        message = rf"^latency must be a bool \(got {kind}\)$"
-        with pytest.raises(TypeError, match=message):
+        error = ValueError if isinstance(bad, str) else TypeError
+        message = (
+            "^"
+            + re.escape(
+                f"latency must be True, False or 'sampled' (got {type(bad).__name__} {bad!r})"
+            )
+            + "$"
+        )
+        with pytest.raises(error, match=message):
             tunnypy.Pool(1, factory, latency=bad)
-        with pytest.raises(TypeError, match=message):
+        with pytest.raises(error, match=message):
             tunnypy.Pool.from_func(1, run, latency=bad)
-        with pytest.raises(TypeError, match=message):
+        with pytest.raises(error, match=message):
             tunnypy.Pool.from_callback(1, latency=bad)
-        with pytest.raises(TypeError, match=message):
+        with pytest.raises(error, match=message):
             tunnypy.Executor(1, latency=bad)
         assert made == []
         assert threading.active_count() == threads
+
+
+class TestSampled:
+    """latency="sampled" on each constructor and the Executor: read back, and counting."""
+
+    @pytest.mark.parametrize(
+        "make",
+        [
+            lambda: tunnypy.Pool(2, Echo, latency="sampled"),
+            lambda: tunnypy.Pool.from_func(2, run, latency="sampled"),
+            lambda: tunnypy.Executor(2, latency="sampled"),
+        ],
+        ids=["Pool", "from_func", "Executor"],
+    )
+    def test_counts_every_call(self, make: Callable[[], Any]) -> None:
+        """Every call is counted, in wait and run alike, whichever were timed."""
+        with make() as pool:
+            if isinstance(pool, tunnypy.Executor):
+                calls = [pool.submit(run, i) for i in range(50)]
+                assert [f.result(WAIT) for f in calls] == list(range(50))
+            else:
+                assert [pool.process(i) for i in range(50)] == list(range(50))
+            assert pool.latency == "sampled"
+            stats = pool.stats()
+        assert stats.wait.count == stats.run.count == stats.completed == 50
+
+    def test_from_callback(self) -> None:
+        with tunnypy.Pool.from_callback(1, latency="sampled") as pool:
+            assert pool.process(lambda: 3) == 3
+            assert (pool.latency, pool.stats().run.count) == ("sampled", 1)
 
 
 class TestPrometheus:
@@ -183,26 +222,30 @@ class TestPrometheus:
         registry = CollectorRegistry()
         with (
             tunnypy.Pool.from_func(1, run, latency=True) as timed,
+            tunnypy.Pool.from_func(1, run, latency="sampled") as sampled,
             tunnypy.Pool.from_func(1, run) as untimed,
         ):
             prometheus.register(timed, name="timed", registry=registry)
+            prometheus.register(sampled, name="sampled", registry=registry)
             prometheus.register(untimed, name="untimed", registry=registry)
             timed.process(1)
+            for i in range(20):
+                sampled.process(i)
             untimed.process(1)
             text = generate_latest(registry).decode()
         families = {f.name: f for f in text_string_to_metric_families(text)}
         for name in ("tunnypy_pool_size", "tunnypy_pool_calls"):
             pools = {s.labels["pool"] for s in families[name].samples}
-            assert pools == {"timed", "untimed"}, name
+            assert pools == {"timed", "sampled", "untimed"}, name
         for name in ("tunnypy_pool_wait_seconds", "tunnypy_pool_run_seconds"):
             pools = {s.labels["pool"] for s in families[name].samples}
-            assert pools == {"timed"}, name
-        count = [
-            s.value
+            assert pools == {"timed", "sampled"}, name
+        count = {
+            s.labels["pool"]: s.value
             for s in families["tunnypy_pool_run_seconds"].samples
             if s.name == "tunnypy_pool_run_seconds_count"
-        ]
-        assert count == [1.0]
+        }
+        assert count == {"timed": 1.0, "sampled": 20.0}
 
     def test_needs_a_latency_flag(self) -> None:
         """Something with stats() but no bool latency is refused, naming what arrived."""

@@ -38,6 +38,7 @@ from concurrent.futures._base import (  # Future's states, as _future.py uses th
 from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, Literal
 
+from ._checks import Latency
 from ._job import Job, current_runner
 from ._log import log
 from ._pool import Pool
@@ -245,7 +246,7 @@ class ExecutorState:
         prefix: str,
         initializer: Callable[..., object] | None,
         initargs: tuple[Any, ...],
-        latency: bool,
+        latency: Latency,
     ) -> None:
         lock = threading.Lock()
         # Two conditions on one lock: notify() must wake a waiter of the

@@ -6,8 +6,20 @@ import math
 import numbers
 import time
 from decimal import Decimal
+from typing import Literal, TypeAlias
 
-__all__ = ["check_size", "check_timeout", "deadline_in"]
+__all__ = ["Latency", "check_latency", "check_size", "check_timeout", "deadline_in"]
+
+Latency: TypeAlias = bool | Literal["sampled"]
+"""What a pool times (its *latency*): nothing, every job, or a sample of short ones."""
+
+
+def check_latency(value: object) -> Latency:
+    """Return *value*, ``True``, ``False`` or ``"sampled"``; raise naming ``latency``."""
+    if isinstance(value, bool) or value == "sampled":
+        return value
+    msg = f"latency must be True, False or 'sampled' (got {type(value).__name__} {value!r})"
+    raise (ValueError if isinstance(value, str) else TypeError)(msg)
 
 
 def check_size(value: object, name: str = "size", *, positive: bool = False) -> int:

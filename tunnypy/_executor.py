@@ -19,7 +19,7 @@ from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, ParamSpec, TypeVar, final
 
 from ._calls import WHEN_FULL, ExecutorState, WhenFull, live_states
-from ._checks import check_size, check_timeout
+from ._checks import Latency, check_latency, check_size, check_timeout
 from ._pool import PoolStats
 
 __all__ = ["Executor"]
@@ -78,8 +78,9 @@ class Executor(ThreadPoolExecutor):
             waiting ones and later submits fail with
             ``concurrent.futures.thread.BrokenThreadPool``.
         initargs: Arguments for *initializer*.
-        latency: Time every call, for the ``wait`` and ``run`` of
-            :meth:`stats`, as :class:`Pool`'s *latency* does; off by default
+        latency: Time calls, for the ``wait`` and ``run`` of
+            :meth:`stats`, as :class:`Pool`'s *latency* does (``True``,
+            ``"sampled"``); off by default
             (then both stay empty). The wait begins as the call enters the
             pool, after any wait for room under *max_waiting*.
 
@@ -87,7 +88,8 @@ class Executor(ThreadPoolExecutor):
         TypeError, ValueError: An argument is invalid (*max_workers* and
             *max_waiting* must be positive ints, *when_full* one of the three,
             *thread_name_prefix* a ``str``, *initializer* callable or
-            ``None``, *initargs* a tuple, *latency* a bool); nothing was started.
+            ``None``, *initargs* a tuple, *latency* ``True``, ``False`` or
+            ``"sampled"``); nothing was started.
 
     ``with`` calls :meth:`shutdown`. An executor dropped without
     :meth:`shutdown` is shut down without waiting: its calls still run, then
@@ -120,7 +122,7 @@ class Executor(ThreadPoolExecutor):
         thread_name_prefix: str = "",
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
-        latency: bool = False,
+        latency: Latency = False,
     ) -> None:
         size = (
             _default_workers()
@@ -142,9 +144,7 @@ class Executor(ThreadPoolExecutor):
         if not isinstance(initargs, tuple):
             msg = f"initargs must be a tuple (got {type(initargs).__name__})"
             raise TypeError(msg)
-        if not isinstance(latency, bool):
-            msg = f"latency must be a bool (got {type(latency).__name__})"
-            raise TypeError(msg)
+        latency = check_latency(latency)
         prefix = thread_name_prefix or f"TunnypyExecutor-{next(_names)}"
         state = ExecutorState(
             size,
@@ -321,7 +321,7 @@ class Executor(ThreadPoolExecutor):
             state.room.notify_all()  # as set_max_workers: a bound moved
 
     @property
-    def latency(self) -> bool:
+    def latency(self) -> Latency:
         """Whether this executor times its calls for the ``wait`` and ``run`` of :meth:`stats`."""
         return self._state.pool.latency
 

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ._checks import Latency
 from ._future import TAKEN_BY_CALLER
 from ._histogram import clock
 from ._job import DONE, NO_CONTEXT, REJECTED, RUNNING, WAITING, Job, Runner, worker_tls
@@ -67,12 +68,12 @@ class Line:
     """The waiting line and the idle stack of one pool, and its counters (private)."""
 
     def __init__(
-        self, check: Callable[[object], None] | None, max_waiting: int | None, latency: bool
+        self, check: Callable[[object], None] | None, max_waiting: int | None, latency: Latency
     ) -> None:
         self.check = check
         self.max_waiting = max_waiting
         # Whether jobs are timed (Pool's ``latency``): fixed for the pool's life.
-        self.latency = latency
+        self.latency: Latency = latency
         # Also the lifecycle's lock: one lock guards the whole pool.
         self.lock = _thread.allocate_lock()
         self.waiting: deque[Job] = deque()

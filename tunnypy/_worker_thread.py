@@ -16,7 +16,15 @@ from collections.abc import Callable
 from concurrent.futures import InvalidStateError
 from typing import Any, Protocol
 
-from ._histogram import FOLD_AT, RUN, WAIT, clock, fold, new_timings
+from ._histogram import (
+    FOLD_AT,
+    SAMPLE_BELOW,
+    SAMPLE_EVERY,
+    clock,
+    count_pending,
+    fold,
+    new_timings,
+)
 from ._job import DONE, Job, set_current_runner
 from ._line import Line
 from ._log import debug_enabled, log
@@ -45,9 +53,9 @@ class Supervisor(Protocol):
 
 
 _NO_OP_READY = BaseWorker.block_until_ready
-# The raw times and fold lock of every worker of a pool that does not time its
+# The samples and fold lock of every worker of a pool that does not time its
 # jobs: never written, and the lock never taken.
-_UNTIMED: list[int] = []
+_UNTIMED: list[tuple[int, int, int]] = []
 _UNTIMED_LOCK = _thread.allocate_lock()
 
 
@@ -55,6 +63,7 @@ class WorkerThread:
     """Owns one worker object and the thread that runs it (private)."""
 
     __slots__ = (
+        "abandoned",
         "born",
         "completed",
         "failed",
@@ -62,16 +71,16 @@ class WorkerThread:
         "fold_lock",
         "index",
         "job",
+        "last_sample",
         "line",
         "lock_waker",
         "park_on_lock_next",
-        "ran",
         "readying",
         "retiring",
+        "samples",
         "supervisor",
         "thread",
         "timings",
-        "waited",
         "waker",
         "worker",
     )
@@ -103,11 +112,14 @@ class WorkerThread:
         # Written only by this worker's thread; summed by ``Pool.stats()``.
         self.completed = 0
         self.failed = 0
-        # Raw wait and run times, folded into ``timings`` under ``fold_lock``;
-        # shared empty ones in an untimed pool (docs/design.md, "Latency histograms").
+        # Jobs it ran whose outcome no one took (their callers had given up).
+        self.abandoned = 0
+        # Samples (wait, run, weight) of the jobs it timed, folded into
+        # ``timings`` under ``fold_lock``; a shared empty list in an untimed
+        # pool (docs/design.md, "Latency histograms").
         timed = line.latency
-        self.waited: list[int] = [] if timed else _UNTIMED
-        self.ran: list[int] = [] if timed else _UNTIMED
+        self.samples: list[tuple[int, int, int]] = [] if timed else _UNTIMED
+        self.last_sample: tuple[int, int, int] | None = None  # the last one folded
         self.timings: list[int] | None = None
         self.fold_lock = _thread.allocate_lock() if timed else _UNTIMED_LOCK
         # When it was made, for max_worker_age (docs/design.md, "Autoscaling and recycling").
@@ -132,12 +144,18 @@ class WorkerThread:
             line = self.line
             take_or_park = line.take_or_park
             deliver = self._deliver
-            # Decided once: a pool without ``latency`` reads no clock per job.
-            timing = line.latency
-            record_wait = self.waited.append
-            record_run = self.ran.append
-            ran = self.ran
+            # Jobs to run untimed before the next timed one: 0 times every job
+            # (latency=True); below 0, never reaching 0, times none (latency=False,
+            # and no clock is read); latency="sampled" counts down from
+            # SAMPLE_EVERY - 1 after a short job. The next timed job's weight
+            # is itself and those (docs/design.md, "Latency histograms").
+            sampled = line.latency == "sampled"
+            skip = 0 if line.latency else -1
+            weight = 1
+            record = self.samples.append
+            samples = self.samples
             now = clock
+            started = 0
             # Jobs left before this worker asks for a successor (max_jobs_per_worker);
             # 0: never, and then the loop pays one test of a local per job.
             jobs_left = line.max_jobs
@@ -195,20 +213,28 @@ class WorkerThread:
                                     # Its last job: the keeper makes its successor
                                     # meanwhile (docs/design.md, "Autoscaling and recycling").
                                     self.supervisor.spent(self)
-                            if timing:
+                            if not skip:
                                 started = now()
                             try:
                                 outcome = job.context.run(process, job.payload)
                                 ok = True
                             except BaseException as exc:  # delivered, as ThreadPoolExecutor does
                                 outcome = exc
-                            if timing:
+                            if skip:
+                                skip -= 1
+                            else:
                                 # Kept before delivery, so a caller that has its
                                 # outcome finds it counted (docs/design.md, "Latency
                                 # histograms").
-                                record_run(now() - started)
-                                record_wait(started - job.joined)
-                                if len(ran) >= FOLD_AT:
+                                run_ns = now() - started
+                                record((started - job.joined, run_ns, weight))
+                                if sampled:
+                                    if run_ns < SAMPLE_BELOW:
+                                        skip = SAMPLE_EVERY - 1
+                                        weight = SAMPLE_EVERY
+                                    else:
+                                        weight = 1
+                                if len(samples) >= FOLD_AT:
                                     self.fold()
                         # A worker ready the moment its job returns offers itself
                         # before delivering, but not after a submit: set_result()
@@ -223,6 +249,7 @@ class WorkerThread:
                             gate.acquire()
                             if job.withdrawn:
                                 gate.release()
+                                self.abandoned += 1
                                 if debug_enabled():
                                     log.debug("job_abandoned", worker=self.index, completed=ok)
                             else:
@@ -287,30 +314,32 @@ class WorkerThread:
         return held
 
     def fold(self) -> None:
-        """On this worker's thread: count the raw times it keeps into its histograms."""
+        """On this worker's thread: count the samples it keeps into its histograms."""
         with self.fold_lock:  # a reader copies under it: never half a fold
+            samples = self.samples
             try:
                 timings = self.timings
                 if timings is None:
                     timings = self.timings = new_timings()
-                fold(self.waited, timings, WAIT)
-                fold(self.ran, timings, RUN)
+                fold(samples, timings)
+                if samples:
+                    self.last_sample = samples[-1]
             finally:
-                # Cleared, not replaced: the worker loop holds their append methods.
-                self.waited.clear()
-                self.ran.clear()
+                # Cleared, not replaced: the worker loop holds its append method.
+                samples.clear()
 
     def timings_now(self, *, forked: bool = False) -> list[int] | None:
         """
-        From any thread: this worker's histograms, with the times it has not counted yet.
+        From any thread: this worker's histograms, with every job it has run.
 
         A new list, or ``None`` while it has timed no job. The copies are
-        taken under ``fold_lock``, so a time is in exactly one of them; the
-        worker appends raw times without it (an append is atomic). In a
-        forked child (*forked*), where the lock may stay held by a thread
-        that is gone, the lists are read as they stand.
+        taken under ``fold_lock``, so a sample is in exactly one of them; the
+        worker appends samples without it (an append is atomic). The jobs it
+        ran since its last sample are then counted in that sample's buckets
+        (``count_pending``). In a forked child (*forked*), where the lock may
+        stay held by a thread that is gone, the lists are read as they stand.
         """
-        if self.ran is _UNTIMED:
+        if self.samples is _UNTIMED:
             return None  # its pool does not time its jobs
         lock = self.fold_lock
         locked = not forked and lock.acquire()
@@ -318,17 +347,21 @@ class WorkerThread:
             timings = self.timings
             # Each copy is one C call, atomic under the GIL.
             counted = None if timings is None else timings[:]
-            waited = self.waited[:]
-            ran = self.ran[:]
+            samples = self.samples[:]
+            last = self.last_sample
         finally:
             if locked:
                 lock.release()
-        if not waited and not ran:
-            return counted
+        # Read after the copies: every job counted in them has run by now.
+        ran = self.completed + self.failed + self.abandoned
         if counted is None:
+            if not samples:
+                return None
             counted = new_timings()
-        fold(waited, counted, WAIT)
-        fold(ran, counted, RUN)
+        if samples:
+            fold(samples, counted)
+            last = samples[-1]
+        count_pending(counted, ran, last)
         return counted
 
     def _block_until_ready(self, ready: Callable[[], None]) -> None:
@@ -365,6 +398,8 @@ class WorkerThread:
             except InvalidStateError:
                 # Its caller resolved the future while the job ran: the call
                 # ended as the caller chose, and counts as cancelled.
+                if ok or outcome is not None:  # it ran: a job skipped has neither
+                    self.abandoned += 1  # first: the jobs run never read one short
                 if ok:
                     self.completed -= 1
                 else:
@@ -384,6 +419,8 @@ class WorkerThread:
         gate.acquire()
         if job.withdrawn:
             gate.release()
+            if ok or outcome is not None:  # it ran: a job skipped has neither
+                self.abandoned += 1
             if debug_enabled():
                 log.debug("job_abandoned", worker=self.index, completed=ok)
             return

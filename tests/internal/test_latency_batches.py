@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tunnypy import _worker_thread
-from tunnypy._histogram import FOLD_AT, RUN, fold
+from tunnypy import _line, _pool, _worker_thread
+from tunnypy._histogram import FOLD_AT, SAMPLE_BELOW, fold
 
 from ..helpers import WAIT, Call
 
@@ -26,13 +26,25 @@ class TestBatches:
         paused = threading.Event()
         read = threading.Event()
 
-        def pausing_fold(times: list[int], timings: list[int], half: int) -> None:
-            # On the worker's thread, between the wait and the run histograms.
-            if half == RUN and threading.current_thread().name.startswith("tunnypy-worker"):
+        def pausing_fold(samples: list[tuple[int, int, int]], timings: list[int]) -> None:
+            # On the worker's thread, halfway through the batch.
+            if threading.current_thread().name.startswith("tunnypy-worker"):
+                half = len(samples) // 2
+                fold(samples[:half], timings)
                 paused.set()
                 read.wait(READER_CHANCE)  # a reader that can go on reads half a batch
-            fold(times, timings, half)
+                fold(samples[half:], timings)
+            else:
+                fold(samples, timings)
 
+        def slow_clock() -> int:
+            # Jobs that look SAMPLE_BELOW long: every one is timed, FOLD_AT make a batch.
+            return next(ticks)
+
+        ticks = iter(range(0, 10**15, SAMPLE_BELOW))
+        monkeypatch.setattr(_worker_thread, "clock", slow_clock)
+        monkeypatch.setattr(_pool, "_clock", slow_clock)
+        monkeypatch.setattr(_line, "clock", slow_clock)
         monkeypatch.setattr(_worker_thread, "fold", pausing_fold)
         pool: tunnypy.Pool[int, int] = tunnypy.Pool.from_func(1, lambda x: x, latency=True)
         with pool:

@@ -91,8 +91,8 @@ class StatsSource(Protocol):
     """What can be registered: a :class:`tunnypy.Pool` or a :class:`tunnypy.Executor`."""
 
     @property
-    def latency(self) -> bool:
-        """Whether the pool times its jobs; only then are its histograms reported."""
+    def latency(self) -> bool | str:
+        """What the pool times (True, False or "sampled"); histograms are reported unless False."""
         ...
 
     def stats(self) -> PoolStats:
@@ -153,8 +153,9 @@ class PoolCollector:
         if not name:
             msg = "name must be a non-empty str (got '')"
             raise ValueError(msg)
-        if not callable(getattr(pool, "stats", None)) or not isinstance(
-            getattr(pool, "latency", None), bool
+        timed = getattr(pool, "latency", None)
+        if not callable(getattr(pool, "stats", None)) or not (
+            isinstance(timed, bool) or timed == "sampled"
         ):
             msg = f"pool must be a tunnypy Pool or Executor (got {type(pool).__name__})"
             raise TypeError(msg)
