@@ -10,7 +10,8 @@ The service (stdlib ``asyncio.start_server``, loopback only) answers:
   when the line is full.
 - ``GET /metrics``: the pool's metrics in Prometheus text format
   (``tunnypy.contrib.prometheus``, extra ``prometheus``), with wait and run
-  time histograms since the pool times its calls (``latency=True``).
+  time histograms since the pool times its calls (``latency="sampled"``:
+  jobs this long are all timed, and a burst of tiny ones costs little).
 - ``POST /resize?size=N``: resizes the pool while it serves.
 
 Run as a script, it starts the service on a free port, sends it a burst of
@@ -143,7 +144,7 @@ async def demo(service: Service, port: int) -> None:
 
 async def main(port: int | None) -> None:
     registry = CollectorRegistry()
-    with tunnypy.Pool(2, Hasher, max_waiting=64, latency=True) as pool:
+    with tunnypy.Pool(2, Hasher, max_waiting=64, latency="sampled") as pool:
         prometheus.register(pool, name="service", registry=registry)
         service = Service(pool, registry)
         server = await asyncio.start_server(service.handle, "127.0.0.1", port or 0)
