@@ -715,6 +715,34 @@ class TestStats:
         assert isinstance(stats, tunnypy.PoolStats)
         assert (stats.size, stats.completed, stats.failed) == (2, 1, 1)
 
+    @pytest.mark.parametrize("fails", [False, True], ids=["returns", "raises"])
+    def test_a_call_is_counted_once_its_result_is_had(
+        self, executor: tunnypy.Executor, fails: bool
+    ) -> None:
+        """
+        stats() read as soon as result() returns counts the call, though its
+        worker is held after settling the future (here, in a done-callback)
+        and has not yet returned to the pool, which counts its job after.
+        """
+        go, read = threading.Event(), threading.Event()
+
+        def call() -> tuple[int, int]:
+            assert go.wait(WAIT)
+            return divmod(1, 0 if fails else 1)
+
+        future = executor.submit(call)
+        future.add_done_callback(lambda _: read.wait(WAIT))  # on the worker, as it settles
+        go.set()
+        if fails:
+            assert isinstance(future.exception(WAIT), ZeroDivisionError)
+        else:
+            assert future.result(WAIT) == (1, 0)
+        try:
+            stats = executor.stats()
+        finally:
+            read.set()
+        assert (stats.completed, stats.failed) == ((0, 1) if fails else (1, 0))
+
 
 EXIT_PROGRAM = """
 import threading

@@ -149,8 +149,10 @@ class _Call:
             try:
                 result = fn(*self.args, **self.kwargs)
             except BaseException as exc:
+                state.count(ok=False)
                 _settle(future, exc, error=True)
-                raise  # for the pool, which counts it failed
+                raise  # for the pool, which counts its job failed
+            state.count(ok=True)
             _settle(future, result, error=False)
         finally:
             _local.calls.pop()
@@ -275,6 +277,11 @@ class ExecutorState:
         # What the executor was last asked for; kept after shutdown, when the
         # pool's size is 0, as ThreadPoolExecutor keeps ``_max_workers``.
         self.max_workers = size
+        # Calls that returned or raised, counted before their futures are
+        # settled: the pool counts its job only after process() returns,
+        # which is after the caller may have its result.
+        self.completed = 0
+        self.failed = 0
         self.pool: Pool[_Call, None] = Pool(size, self.new_worker, latency=latency)
 
     def new_worker(self) -> _Worker:
@@ -363,6 +370,14 @@ class ExecutorState:
             with self.lock:
                 self.room.notify()
         return True
+
+    def count(self, *, ok: bool) -> None:
+        """A call returned (*ok*) or raised, and its future is about to say so."""
+        with self.lock:
+            if ok:
+                self.completed += 1
+            else:
+                self.failed += 1
 
     def finished(self, stuck: bool) -> None:
         with self.lock:

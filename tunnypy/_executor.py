@@ -18,6 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, ParamSpec, TypeVar, final
 
+import attrs
+
 from ._calls import WHEN_FULL, ExecutorState, WhenFull, live_states
 from ._checks import Latency, check_latency, check_size, check_timeout
 from ._pool import PoolStats
@@ -330,8 +332,17 @@ class Executor(ThreadPoolExecutor):
         A snapshot of the executor's pool: sizes, counters, latency (see :class:`PoolStats`).
 
         ``waiting`` counts the calls in the pool's line (submitted, not started).
+        ``completed`` and ``failed`` count a call before its future is done, so
+        a read after ``result()`` has returned includes it.
+
+        Not guaranteed: that ``wait`` and ``run`` (with *latency*) include a
+        call whose future is done; its worker counts them as the call ends,
+        just after it settles the future.
         """
-        return self._state.pool.stats()
+        state = self._state
+        stats = state.pool.stats()
+        with state.lock:
+            return attrs.evolve(stats, completed=state.completed, failed=state.failed)
 
     def __repr__(self) -> str:
         state = self._state
