@@ -9,7 +9,6 @@ Public API only: these tests must hold whatever the core looks like inside.
 
 from __future__ import annotations
 
-import functools
 import threading
 import traceback
 from collections.abc import Callable
@@ -19,8 +18,9 @@ import attrs
 import pytest
 
 import tunnypy
+import tunnypy._pool
 from tests.helpers import WAIT, wait_for
-from tests.paths import GIVE_UP_AFTER, PATHS, CallPath, Pending
+from tests.paths import PATHS, CallPath, ClockHeldUntil, Pending
 
 Payload = Callable[["SuiteWorker"], Any]
 
@@ -116,30 +116,22 @@ def hold(
     return job, pending
 
 
-def started_or_done(job: Held, pending: Pending) -> bool:
-    return job.started.is_set() or pending.done()
-
-
 def given_up_while_running(
-    path: CallPath, size: int
+    path: CallPath, size: int, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[tunnypy.Pool[Payload, Any], Factory, Held, Pending]:
     """
     A pool of *size* workers, one running a held job whose caller (on *path*) will give up.
 
-    The job is handed to a parked worker at once, but a ``process_timed``
-    caller whose deadline passes before that worker starts it withdraws it
-    unstarted: then try again, on a new pool, with a longer deadline.
+    A ``process_timed`` caller's deadline passes only once the job has
+    started (``ClockHeldUntil``), never while it is on its way to the
+    worker, which would skip it unstarted.
     """
-    for after in (GIVE_UP_AFTER, 0.01, 0.1, 1.0):
-        pool, factory = parked_pool(size)
-        job = Held()
-        pending = path.start(pool, job, give_up=True, after=after)
-        wait_for(functools.partial(started_or_done, job, pending), "the job to start")
-        if job.started.is_set():
-            return pool, factory, job, pending
-        job.release.set()
-        assert pool.close(timeout=WAIT)
-    raise AssertionError("the job never started before its caller gave up")
+    pool, factory = parked_pool(size)
+    job = Held()
+    monkeypatch.setattr(tunnypy._pool, "_monotonic", ClockHeldUntil(job.started.is_set))
+    pending = path.start(pool, job, give_up=True)
+    assert job.started.wait(WAIT), "the held job never started"
+    return pool, factory, job, pending
 
 
 def joined(pool: tunnypy.Pool[Payload, Any]) -> int:
@@ -218,9 +210,11 @@ class TestFirstComeFirstServed:
 class TestInterruptOnlyTheIntendedJob:
     """A caller that gives up interrupts its own job and no other (semantics section 1)."""
 
-    def test_giving_up_interrupts_the_running_job_once(self, interrupting_path: CallPath) -> None:
+    def test_giving_up_interrupts_the_running_job_once(
+        self, interrupting_path: CallPath, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """The caller gets its error; interrupt() runs once; interrupted() is True in that job."""
-        pool, factory, job, pending = given_up_while_running(interrupting_path, 1)
+        pool, factory, job, pending = given_up_while_running(interrupting_path, 1, monkeypatch)
         with pool:
             pending.give_up()
             assert interrupting_path.interrupted_its_job(pending.error())
@@ -235,10 +229,10 @@ class TestInterruptOnlyTheIntendedJob:
         assert (stats.completed, stats.cancelled + stats.timed_out) == (1, 1)
 
     def test_giving_up_interrupts_no_job_on_another_worker(
-        self, interrupting_path: CallPath
+        self, interrupting_path: CallPath, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Of two running jobs, only the one whose caller gave up is interrupted."""
-        pool, factory, given_up, pending = given_up_while_running(interrupting_path, 2)
+        pool, factory, given_up, pending = given_up_while_running(interrupting_path, 2, monkeypatch)
         with pool:
             kept, kept_pending = hold(pool, interrupting_path, value="kept")
             assert given_up.ran_on is not kept.ran_on
