@@ -144,11 +144,8 @@ class WorkerThread:
             line = self.line
             take_or_park = line.take_or_park
             deliver = self._deliver
-            # Jobs to run untimed before the next timed one: 0 times every job
-            # (latency=True); below 0, never reaching 0, times none (latency=False,
-            # and no clock is read); latency="sampled" counts down from
-            # SAMPLE_EVERY - 1 after a short job. The next timed job's weight
-            # is itself and those (docs/design.md, "Latency histograms").
+            # Jobs to run untimed before the next timed one (0: time each; below
+            # 0: none), and that one's weight (docs/design.md, "Latency histograms").
             sampled = line.latency == "sampled"
             skip = 0 if line.latency else -1
             weight = 1
