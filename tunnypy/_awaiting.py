@@ -21,7 +21,7 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ._job import DONE, Job
+from ._job import DONE, Job, worker_tls
 from ._line import CANCELLED, TIMED_OUT, Line
 from .exceptions import JobTimedOutError, TunnypyError
 
@@ -50,7 +50,8 @@ class LoopWakes:
     ``wake()``, from any thread, queues a waker and schedules ``run`` on the
     loop with ``call_soon_threadsafe`` only if no run is scheduled yet: a
     worker delivering to a busy loop queues and goes on, after a pause of
-    ``BEHIND_PAUSE`` once ``BEHIND`` wakes wait. ``run``, on the loop,
+    ``BEHIND_PAUSE`` once ``BEHIND`` wakes wait (only a worker thread
+    pauses: ``close()`` refusing thousands of calls does not). ``run``, on the loop,
     resolves at most ``RESUMES_PER_TURN`` of them, oldest first, and
     schedules itself for the next turn while more wait.
     """
@@ -94,7 +95,7 @@ class LoopWakes:
                 self.scheduled = True
                 closed = False
         if closed is None:
-            if behind:
+            if behind and worker_tls.runner is not None:
                 # Let the loop's thread have the GIL, which a worker that never
                 # blocks would hold for its switch interval at a time
                 # (docs/design.md, "asyncio callers").

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import tunnypy
-from tunnypy import _awaiting
+from tunnypy import _awaiting, _job
 from tunnypy._awaiting import BEHIND, BEHIND_PAUSE, RESUMES_PER_TURN, LoopWakes, loop_wakes
 
 from ..helpers import WAIT, Gate, wait_for
@@ -119,6 +119,8 @@ class TestLoopWakes:
             monkeypatch.setattr(
                 _awaiting, "_sleep", lambda s: pauses.append((s, wakes.lock.locked()))
             )
+            # As on a worker thread: only a worker pauses.
+            monkeypatch.setattr(_job.worker_tls, "runner", object(), raising=False)
 
             class Waker:
                 def resolve(self) -> None:
@@ -131,6 +133,10 @@ class TestLoopWakes:
                 wakes.wake(Waker())  # type: ignore[arg-type]
             assert pauses == [(BEHIND_PAUSE, False)] * 3
             assert (len(wakes.pending), wakes.scheduled) == (BEHIND + 3, True)
+            monkeypatch.setattr(_job.worker_tls, "runner", None)
+            wakes.wake(Waker())  # type: ignore[arg-type]
+            assert len(pauses) == 3  # another thread (close(), say) does not pause
+            assert len(wakes.pending) == BEHIND + 4
         finally:
             loop.close()
 
