@@ -1,7 +1,7 @@
 """
 Latency histograms: a fixed log-bucketed layout, recorded without a lock.
 
-In a pool made with ``latency=True`` (``Line.latency``), each worker thread
+In a pool made with ``latency=True`` or ``"sampled"`` (``Line.latency``), each worker thread
 times the jobs it runs (wait and run time) and keeps the times raw, as
 *samples*, counting them in batches (``fold``) into a flat list of its own
 (``new_timings``), written only by that thread; ``Pool.stats()`` adds those

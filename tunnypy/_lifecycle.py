@@ -139,13 +139,14 @@ class PoolStats:
     How long jobs waited, from the call joining the line until a worker
     started the job, for every job a worker ran since the pool started
     (a call withdrawn before it started is not counted). Kept only by a pool
-    made with ``latency=True``; otherwise empty (``count`` 0).
+    made with ``latency=True`` or ``"sampled"``; otherwise empty (``count`` 0).
     """
     run: LatencySummary = EMPTY
     """
     How long those jobs ran (the worker's ``process()``, whether it returned
     or raised), each counted once it has run, before its caller has the
-    outcome. Kept only by a pool made with ``latency=True``; otherwise empty.
+    outcome. Kept only by a pool made with ``latency=True`` or ``"sampled"``;
+    otherwise empty.
     """
 
 

@@ -893,7 +893,7 @@ class Pool(Generic[P, R]):
             pool's lock, then :attr:`PoolStats.wait` and :attr:`PoolStats.run`
             (:class:`LatencySummary` values) added up from the workers' own
             records, without it; those two are empty unless the pool was
-            made with ``latency=True``.
+            made with ``latency=True`` or ``"sampled"``.
         """
         return self._lifecycle.stats()
 
