@@ -33,7 +33,9 @@ Metrics, each with the label ``pool``:
   :class:`tunnypy.PoolStats` of the same names);
 - the counter ``tunnypy_pool_children_ended_total``, labelled ``reason``
   (``killed``, ``crashed``, ``recycled``: the fields ``killed``, ``crashed``
-  and ``children_recycled``), for pools made with ``isolation="process"``;
+  and ``children_recycled``), 0 but for workers in processes
+  (``isolation="process"``) or on Dask (:mod:`tunnypy.contrib.dask`, whose
+  actors count as children);
 - for a pool made with ``latency=True`` only, the histograms
   ``tunnypy_pool_wait_seconds`` and ``tunnypy_pool_run_seconds``
   (:attr:`tunnypy.PoolStats.wait` and :attr:`~tunnypy.PoolStats.run`);
@@ -44,13 +46,11 @@ Metrics, each with the label ``pool``:
   :meth:`tunnypy.LatencySummary.count_at_most`): a time less than 20% below a
   bound may be counted under the next one, never under a lower one.
 
-The three ways a worker's child process ends while its worker lives on are
-one family with a label, as the outcomes of calls are: they exclude each
-other and their sum (every child that ended and was replaced) means
-something. The workers' counters stay apart: a start for a failed worker, a
-start or a retirement by autoscaling and a recycling are not parts of one
-whole (a resize's starts and retirements are counted by none), so a sum over
-a label would read as a total that it is not.
+One family with a label for the child processes, separate families for the
+workers: killed, crashed and recycled exclude each other and add up to every
+child that ended while its worker lived on, as the call outcomes add up to
+every call; the workers' counters add up to nothing (a resize's starts and
+retirements are in none of them), so a sum over a label would mislead.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ _COUNTERS = (
     ),
     (
         "respawned",
-        "Worker processes started in place of one killed, crashed or recycled, the worker staying.",
+        "Worker processes (or Dask actors) started in place of one killed, crashed or recycled.",
     ),
 )
 _CHILD_ENDINGS = (("killed", "killed"), ("crashed", "crashed"), ("recycled", "children_recycled"))
@@ -295,8 +295,8 @@ class PoolCollector:
             ],
             children_ended=CounterMetricFamily(
                 "tunnypy_pool_children_ended",
-                "Worker processes that ended while their worker lived on, by reason:"
-                " killed after kill_grace, crashed, or recycled between jobs.",
+                "Worker processes (or Dask actors) that ended while their worker lived on,"
+                " by reason: killed after kill_grace, crashed, or recycled between jobs.",
                 labels=["pool", "reason"],
             ),
             wait=HistogramMetricFamily(
