@@ -85,7 +85,16 @@ class TestScrape:
             "tunnypy_pool_busy": "gauge",
             "tunnypy_pool_idle": "gauge",
             "tunnypy_pool_waiting": "gauge",
+            "tunnypy_pool_min_size": "gauge",
+            "tunnypy_pool_max_size": "gauge",
             "tunnypy_pool_calls": "counter",
+            "tunnypy_pool_replaced": "counter",
+            "tunnypy_pool_factory_failures": "counter",
+            "tunnypy_pool_autoscale_started": "counter",
+            "tunnypy_pool_autoscale_retired": "counter",
+            "tunnypy_pool_recycled": "counter",
+            "tunnypy_pool_respawned": "counter",
+            "tunnypy_pool_children_ended": "counter",
             "tunnypy_pool_wait_seconds": "histogram",
             "tunnypy_pool_run_seconds": "histogram",
         }
@@ -109,6 +118,18 @@ class TestScrape:
             "rejected": 1,
         }
         assert all(s.labels["pool"] == "api" for s in calls.samples)
+        # A pool that does not autoscale has no bounds; nothing was replaced or restarted.
+        assert families["tunnypy_pool_min_size"].samples == []
+        assert families["tunnypy_pool_max_size"].samples == []
+        for field in ("replaced", "factory_failures", "autoscale_started"):
+            name = f"tunnypy_pool_{field}"
+            assert value(families[name], f"{name}_total", pool="api") == 0
+        ended = families["tunnypy_pool_children_ended"].samples
+        assert {s.labels["reason"]: s.value for s in ended if s.name.endswith("_total")} == {
+            "killed": 0,
+            "crashed": 0,
+            "recycled": 0,
+        }
         for name in ("tunnypy_pool_wait_seconds", "tunnypy_pool_run_seconds"):
             family = families[name]
             buckets = [

@@ -20,8 +20,22 @@ Metrics, each with the label ``pool``:
 - gauges ``tunnypy_pool_size``, ``tunnypy_pool_workers``,
   ``tunnypy_pool_busy``, ``tunnypy_pool_idle``, ``tunnypy_pool_waiting``
   (the fields of :class:`tunnypy.PoolStats` of the same names);
+- gauges ``tunnypy_pool_min_size`` and ``tunnypy_pool_max_size``, the
+  bounds of :meth:`tunnypy.Pool.autoscale`, with a sample only while the pool
+  autoscales (:attr:`tunnypy.PoolStats.min_size` is ``None`` otherwise);
 - the counter ``tunnypy_pool_calls_total``, labelled ``outcome``
   (``completed``, ``failed``, ``timed_out``, ``cancelled``, ``rejected``);
+- the counters ``tunnypy_pool_replaced_total``,
+  ``tunnypy_pool_factory_failures_total``,
+  ``tunnypy_pool_autoscale_started_total``,
+  ``tunnypy_pool_autoscale_retired_total``, ``tunnypy_pool_recycled_total``
+  and ``tunnypy_pool_respawned_total`` (the fields of
+  :class:`tunnypy.PoolStats` of the same names);
+- the counter ``tunnypy_pool_children_ended_total``, labelled ``reason``
+  (``killed``, ``crashed``, ``recycled``: the fields ``killed``, ``crashed``
+  and ``children_recycled``), 0 but for workers in processes
+  (``isolation="process"``) or on Dask (:mod:`tunnypy.contrib.dask`, whose
+  actors count as children);
 - for a pool made with ``latency=True`` only, the histograms
   ``tunnypy_pool_wait_seconds`` and ``tunnypy_pool_run_seconds``
   (:attr:`tunnypy.PoolStats.wait` and :attr:`~tunnypy.PoolStats.run`);
@@ -31,10 +45,17 @@ Metrics, each with the label ``pool``:
   lies wholly at or below its bound (see
   :meth:`tunnypy.LatencySummary.count_at_most`): a time less than 20% below a
   bound may be counted under the next one, never under a lower one.
+
+One family with a label for the child processes, separate families for the
+workers: killed, crashed and recycled exclude each other and add up to every
+child that ended while its worker lived on, as the call outcomes add up to
+every call; the workers' counters add up to nothing (a resize's starts and
+retirements are in none of them), so a sum over a label would mislead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import threading
@@ -85,6 +106,29 @@ _GAUGES = (
     ("waiting", "Calls waiting in line for a worker."),
 )
 _OUTCOMES = ("completed", "failed", "timed_out", "cancelled", "rejected")
+_BOUNDS = (
+    ("min_size", "Lower bound of autoscaling; no sample while the pool does not autoscale."),
+    ("max_size", "Upper bound of autoscaling; no sample while the pool does not autoscale."),
+)
+_COUNTERS = (
+    ("replaced", "Workers started in place of workers that left because they failed."),
+    (
+        "factory_failures",
+        "Calls of the worker factory that raised or returned no worker"
+        " while replacing, autoscaling or recycling.",
+    ),
+    ("autoscale_started", "Workers autoscaling started for calls that would have waited in line."),
+    ("autoscale_retired", "Workers autoscaling retired because they had idled for idle_timeout."),
+    (
+        "recycled",
+        "Workers retired by max_jobs_per_worker or max_worker_age once their successor started.",
+    ),
+    (
+        "respawned",
+        "Worker processes (or Dask actors) started in place of one killed, crashed or recycled.",
+    ),
+)
+_CHILD_ENDINGS = (("killed", "killed"), ("crashed", "crashed"), ("recycled", "children_recycled"))
 
 
 class StatsSource(Protocol):
@@ -182,8 +226,7 @@ class PoolCollector:
 
     def describe(self) -> list[Metric]:
         """The metric families, without samples: lets a registry refuse a clash of names."""
-        gauges, calls, wait, run = self._families()
-        return [*gauges, calls, wait, run]
+        return self._families().all()
 
     def collect(self) -> Iterator[Metric]:
         """
@@ -194,7 +237,7 @@ class PoolCollector:
         """
         with self._lock:
             named = list(self._pools.items())
-        gauges, calls, wait, run = self._families()
+        families = self._families()
         for name, ref in named:
             pool = ref()
             if pool is None:
@@ -206,17 +249,22 @@ class PoolCollector:
             timed = pool.latency
             del pool
             labels = [name]
-            for (field, _), family in zip(_GAUGES, gauges, strict=True):
+            for (field, _), family in zip(_GAUGES, families.gauges, strict=True):
                 family.add_metric(labels, getattr(stats, field))
+            for (field, _), bound_family in zip(_BOUNDS, families.bounds, strict=True):
+                bound = getattr(stats, field)
+                if bound is not None:  # a 0 or a NaN would read as a bound that is not there
+                    bound_family.add_metric(labels, bound)
             for outcome in _OUTCOMES:
-                calls.add_metric([name, outcome], getattr(stats, outcome))
+                families.calls.add_metric([name, outcome], getattr(stats, outcome))
+            for (field, _), counter in zip(_COUNTERS, families.counters, strict=True):
+                counter.add_metric(labels, getattr(stats, field))
+            for reason, field in _CHILD_ENDINGS:
+                families.children_ended.add_metric([name, reason], getattr(stats, field))
             if timed:  # an untimed pool's empty histograms would read as no calls
-                wait.add_metric(labels, self._buckets(stats.wait), stats.wait.total)
-                run.add_metric(labels, self._buckets(stats.run), stats.run.total)
-        yield from gauges
-        yield calls
-        yield wait
-        yield run
+                families.wait.add_metric(labels, self._buckets(stats.wait), stats.wait.total)
+                families.run.add_metric(labels, self._buckets(stats.run), stats.run.total)
+        yield from families.all()
 
     def _buckets(self, summary: LatencySummary) -> list[tuple[str, float]]:
         buckets: list[tuple[str, float]] = [
@@ -226,25 +274,64 @@ class PoolCollector:
         return buckets
 
     @staticmethod
-    def _families() -> tuple[
-        list[GaugeMetricFamily], CounterMetricFamily, HistogramMetricFamily, HistogramMetricFamily
-    ]:
-        gauges = [
-            GaugeMetricFamily(f"tunnypy_pool_{field}", doc, labels=["pool"])
-            for field, doc in _GAUGES
+    def _families() -> _Families:
+        return _Families(
+            gauges=[
+                GaugeMetricFamily(f"tunnypy_pool_{field}", doc, labels=["pool"])
+                for field, doc in _GAUGES
+            ],
+            bounds=[
+                GaugeMetricFamily(f"tunnypy_pool_{field}", doc, labels=["pool"])
+                for field, doc in _BOUNDS
+            ],
+            calls=CounterMetricFamily(
+                "tunnypy_pool_calls",
+                "Calls that have ended, by outcome.",
+                labels=["pool", "outcome"],
+            ),
+            counters=[
+                CounterMetricFamily(f"tunnypy_pool_{field}", doc, labels=["pool"])
+                for field, doc in _COUNTERS
+            ],
+            children_ended=CounterMetricFamily(
+                "tunnypy_pool_children_ended",
+                "Worker processes (or Dask actors) that ended while their worker lived on,"
+                " by reason: killed after kill_grace, crashed, or recycled between jobs.",
+                labels=["pool", "reason"],
+            ),
+            wait=HistogramMetricFamily(
+                "tunnypy_pool_wait_seconds",
+                "Time from a call joining the line until a worker started its job.",
+                labels=["pool"],
+            ),
+            run=HistogramMetricFamily(
+                "tunnypy_pool_run_seconds", "Time a worker spent running a job.", labels=["pool"]
+            ),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Families:
+    """One scrape's metric families, in the order they are reported."""
+
+    gauges: list[GaugeMetricFamily]
+    bounds: list[GaugeMetricFamily]
+    calls: CounterMetricFamily
+    counters: list[CounterMetricFamily]
+    children_ended: CounterMetricFamily
+    wait: HistogramMetricFamily
+    run: HistogramMetricFamily
+
+    def all(self) -> list[Metric]:
+        return [
+            *self.gauges,
+            *self.bounds,
+            self.calls,
+            *self.counters,
+            self.children_ended,
+            self.wait,
+            self.run,
         ]
-        calls = CounterMetricFamily(
-            "tunnypy_pool_calls", "Calls that have ended, by outcome.", labels=["pool", "outcome"]
-        )
-        wait = HistogramMetricFamily(
-            "tunnypy_pool_wait_seconds",
-            "Time from a call joining the line until a worker started its job.",
-            labels=["pool"],
-        )
-        run = HistogramMetricFamily(
-            "tunnypy_pool_run_seconds", "Time a worker spent running a job.", labels=["pool"]
-        )
-        return gauges, calls, wait, run
 
 
 _registered_lock = threading.Lock()
