@@ -6,7 +6,7 @@ Prometheus metrics for tunnypy pools, for ``prometheus-client`` (the ``prometheu
     from prometheus_client import REGISTRY, start_http_server
     from tunnypy.contrib import prometheus
 
-    pool = tunnypy.Pool.from_func(4, handle, latency=True)
+    pool = tunnypy.Pool.from_func(4, handle, latency="sampled")
     prometheus.register(pool, name="api")
     start_http_server(8000)
 
@@ -36,7 +36,7 @@ Metrics, each with the label ``pool``:
   and ``children_recycled``), 0 but for workers in processes
   (``isolation="process"``) or on Dask (:mod:`tunnypy.contrib.dask`, whose
   actors count as children);
-- for a pool made with ``latency=True`` only, the histograms
+- for a pool made with ``latency=True`` or ``"sampled"`` only, the histograms
   ``tunnypy_pool_wait_seconds`` and ``tunnypy_pool_run_seconds``
   (:attr:`tunnypy.PoolStats.wait` and :attr:`~tunnypy.PoolStats.run`);
   a pool without it has no samples in them. Their ``_count`` is exact and
@@ -187,7 +187,8 @@ class PoolCollector:
 
         Raises:
             TypeError: *name* is not a string, or *pool* has no ``stats()``
-                or bool ``latency``, or cannot be referenced weakly.
+                or ``latency`` (``True``, ``False`` or ``"sampled"``), or
+                cannot be referenced weakly.
             ValueError: *name* is empty, or already names a pool still alive
                 in this collector.
         """
