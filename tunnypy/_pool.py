@@ -25,7 +25,8 @@ from ._future import JobFuture
 from ._histogram import clock as _clock
 from ._isolation import ChildOptions, Host
 from ._job import DONE, NO_CONTEXT, RUNNING, WAITING, Job, worker_tls
-from ._lifecycle import Bounds, Lifecycle, PoolStats, awaited_at_exit, close_dropped_pool
+from ._keeper import Bounds
+from ._lifecycle import Lifecycle, PoolStats, awaited_at_exit, close_dropped_pool
 from ._line import CANCELLED, TIMED_OUT, Line
 from ._process import DEFAULT_KILL_GRACE, Processes
 from ._token import CancelToken
@@ -273,7 +274,7 @@ class Pool(Generic[P, R]):
                 lifecycle.close(False, None)  # no worker is left; the host closes
             raise
         try:
-            lifecycle.start_keeper()
+            lifecycle.keeper.start_if_recycling()
         except BaseException:
             lifecycle.close(True, None)
             raise
@@ -855,7 +856,7 @@ class Pool(Generic[P, R]):
             if max_size is not None:
                 msg = f"autoscale(None) takes no max_size (got {max_size!r})"
                 raise TypeError(msg)
-            self._lifecycle.autoscale(None)
+            self._lifecycle.keeper.autoscale(None)
             return
         min_size = check_size(min_size, "min_size")
         if max_size is None:
@@ -867,7 +868,7 @@ class Pool(Generic[P, R]):
                 f"min_size must not exceed max_size (got min_size={min_size}, max_size={max_size})"
             )
             raise ValueError(msg)
-        self._lifecycle.autoscale(Bounds(min_size, max_size, idle_timeout))
+        self._lifecycle.keeper.autoscale(Bounds(min_size, max_size, idle_timeout))
 
     @property
     def queue_length(self) -> int:

@@ -12,7 +12,7 @@ import pytest
 import tunnypy
 from tests.helpers import WAIT, BoomError, Call, Gate, RecordingWorker, wait_for
 from tests.internal.test_replacement import Factory, fail_next_worker
-from tunnypy import _lifecycle
+from tunnypy import _keeper, _lifecycle
 
 
 class FakeClock:
@@ -28,7 +28,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
     fake = FakeClock()
-    monkeypatch.setattr(_lifecycle, "_idle_clock", fake)
+    monkeypatch.setattr(_keeper, "_idle_clock", fake)
     yield fake
 
 
@@ -36,13 +36,13 @@ def keeper_pass(pool: tunnypy.Pool[Any, Any]) -> None:
     """Return once the keeper has begun and ended a whole pass after this call began."""
     lifecycle = pool._lifecycle
     with pool._line.lock:
-        first = lifecycle.keeper_passes
+        first = lifecycle.keeper.passes
     # A pass counted after ``first`` may have read the clock before; the one
     # after it cannot have.
 
     def passed() -> bool:
-        lifecycle.keeper_waker.wake()
-        return lifecycle.keeper_passes >= first + 2
+        lifecycle.keeper.waker.wake()
+        return lifecycle.keeper.passes >= first + 2
 
     wait_for(passed, "two passes of the keeper")
 
@@ -219,7 +219,7 @@ class TestWithReplacementAndCollection:
         assert pool is not None
         pool.autoscale(1, 2)
         lifecycle = pool._lifecycle
-        keeper = lifecycle.keeper
+        keeper = lifecycle.keeper.thread
         assert keeper is not None
         pool = None
         gc.collect()
