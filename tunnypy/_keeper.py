@@ -2,10 +2,12 @@
 The keeper: autoscaling and recycling, and the thread that makes and retires workers for them.
 
 It owns the bounds ``Pool.autoscale`` set, the keeper thread and its waker,
-idle times as sampled, the workers due for a successor, and its counts. It
-sits below the lifecycle, which owns it and owns the workers and the target
-size: the keeper reaches those only through ``Staff`` (docs/design.md,
-"Autoscaling and recycling").
+idle times as sampled, the workers due for a successor, and its counts.
+
+It sits below the lifecycle, which holds it: the lifecycle needs the keeper
+at every turn (set_size, close, a worker leaving, stats, fork), while the
+keeper needs of the lifecycle, which owns the workers and the target size,
+only the few things ``Staff`` names (docs/design.md, "Autoscaling and recycling").
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 Lifecycle: the workers of one pool, from growth to exit.
 
 Grow, shrink, retire, repair, close, waiting for workers to end, interpreter
-exit, fork and collection. The workers serve a ``Line`` (``_line.py``) and
-share its lock. Threads reference only the line and the lifecycle, never the
-``Pool``, so a pool dropped without ``close()`` is collected and a finalizer
-closes its lifecycle (docs/design.md, "The Pool/Lifecycle split").
+exit, fork and collection. Autoscaling and recycling are the ``Keeper``'s
+(``_keeper.py``): the lifecycle holds it and serves it as its ``Staff``.
+The workers serve a ``Line`` (``_line.py``) and share its lock. Threads
+reference only the line and the lifecycle, never the ``Pool``, so a pool
+dropped without ``close()`` is collected and a finalizer closes its
+lifecycle (docs/design.md, "The Pool/Lifecycle split").
 
 Invariant, under the line's lock: ``workers`` holds every worker whose thread
 has not yet finished ``terminate()``.
