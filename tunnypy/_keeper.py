@@ -92,11 +92,11 @@ class Staff(Protocol):
 class Keeper:
     """Autoscaling and recycling for one pool, and its keeper thread (private)."""
 
-    def __init__(
-        self, line: Line, staff: Staff, *, max_jobs: int | None, max_age: float | None
-    ) -> None:
+    # The lifecycle is handed in, never kept: the keeper thread holds it only
+    # while it runs, so a closed lifecycle is freed at once, with no cycle.
+
+    def __init__(self, line: Line, *, max_jobs: int | None, max_age: float | None) -> None:
         self.line = line
-        self.staff = staff
         line.max_jobs = max_jobs or 0
         self.max_age = max_age
         self.recycling = bool(max_jobs) or max_age is not None
@@ -115,7 +115,7 @@ class Keeper:
         self.autoscale_retired = 0
         self.recycled = 0
 
-    def autoscale(self, bounds: Bounds | None) -> None:
+    def autoscale(self, staff: Staff, bounds: Bounds | None) -> None:
         """
         Set the autoscaling bounds (``None``: off), and the target size within them.
 
@@ -124,7 +124,6 @@ class Keeper:
         makes what the target lacks (docs/design.md, "Autoscaling and recycling").
         """
         line = self.line
-        staff = self.staff
         with self.lock:
             with line.lock:
                 if line.closed:
@@ -154,7 +153,7 @@ class Keeper:
             if stranded is not None:
                 stranded.wake()
             try:
-                self._start()
+                self._start(staff)
             except BaseException:  # no thread to be had: as it was
                 with line.lock:
                     if not line.closed:
@@ -177,12 +176,12 @@ class Keeper:
                 idle_timeout=bounds.idle_timeout,
             )
 
-    def start_if_recycling(self) -> None:
+    def start_if_recycling(self, staff: Staff) -> None:
         """Start the keeper if the pool recycles workers (called once, by the constructor)."""
         if self.recycling:
-            self._start()
+            self._start(staff)
 
-    def _start(self) -> None:
+    def _start(self, staff: Staff) -> None:
         line = self.line
         with line.lock:
             if (
@@ -192,7 +191,7 @@ class Keeper:
             ):
                 return
             thread = self.thread = threading.Thread(
-                target=self._keep, name="tunnypy-keeper", daemon=True
+                target=self._keep, args=(staff,), name="tunnypy-keeper", daemon=True
             )
             line.keeper = self.waker
         try:
@@ -223,7 +222,7 @@ class Keeper:
         self.idle_seen.clear()
         self.thread = None
 
-    def _keep(self) -> None:
+    def _keep(self, staff: Staff) -> None:
         """
         The keeper thread: make the workers autoscaling and recycling ask for; retire idle ones.
 
@@ -234,7 +233,7 @@ class Keeper:
         waker = self.waker
         while True:
             try:
-                sleep = self._keep_once()
+                sleep = self._keep_once(staff)
             except BaseException:  # its own failure: logged, and tried again later
                 log_quietly(log.exception, "keeper_failed")
                 sleep = _AFTER_FAILURE
@@ -243,10 +242,9 @@ class Keeper:
             if sleep is None or sleep > 0:
                 waker.wait(sleep)
 
-    def _keep_once(self) -> float | None:
+    def _keep_once(self, staff: Staff) -> float | None:
         """One pass of the keeper: seconds to the next (``None``: when woken; negative: leave)."""
         line = self.line
-        staff = self.staff
         now = _monotonic()
         idle_now = _idle_clock()
         retired: list[WorkerThread] = []
@@ -296,7 +294,7 @@ class Keeper:
                     elif due is None:
                         due = worker_thread
                 if auto is not None:
-                    retired = self._retire_idle_locked(auto, idle_now)
+                    retired = self._retire_idle_locked(staff, auto, idle_now)
                     if line.active > auto.min_size and auto.idle_timeout < math.inf:
                         sleep = max(auto.idle_timeout / 4, _TICK_MIN)
                 if max_age is not None:
@@ -320,7 +318,7 @@ class Keeper:
                     if until_stall is not None:
                         wait = min(wait, until_stall)
                 return wait if sleep is None else min(sleep, wait)
-            if self._recruit(due):
+            if self._recruit(staff, due):
                 with line.lock:
                     self.retry_at = 0.0
             else:
@@ -329,7 +327,7 @@ class Keeper:
             return 0.0  # look again at once: more may be wanted
         return sleep
 
-    def _retire_idle_locked(self, auto: Bounds, now: float) -> list[WorkerThread]:
+    def _retire_idle_locked(self, staff: Staff, auto: Bounds, now: float) -> list[WorkerThread]:
         """
         Under the lock: retire workers idle for ``idle_timeout``, oldest first, to ``min_size``.
 
@@ -356,11 +354,11 @@ class Keeper:
             idle.remove(worker_thread)
             line.active -= 1
             del seen[worker_thread]
-        self.staff.size = max(self.staff.size - len(retired), auto.min_size)
+        staff.size = max(staff.size - len(retired), auto.min_size)
         self.autoscale_retired += len(retired)
         return retired
 
-    def _recruit(self, old: WorkerThread | None) -> bool:
+    def _recruit(self, staff: Staff, old: WorkerThread | None) -> bool:
         """
         Make one worker and start it: for a call in line (autoscaling), or as *old*'s successor.
 
@@ -369,7 +367,6 @@ class Keeper:
         factory failed or the thread would not start; *old* then serves on.
         """
         line = self.line
-        staff = self.staff
         with staff.resize_lock:  # factory calls one at a time, as growths make them
             worker = staff.try_factory()
             if worker is None:

@@ -29,7 +29,7 @@ from ._checks import deadline_in
 from ._histogram import EMPTY, RUN, WAIT, LatencySummary, merged, new_timings, summarize
 from ._isolation import Host, IsolationStats
 from ._job import DONE, REJECTED, RUNNING, WAITING, Job
-from ._keeper import Keeper
+from ._keeper import Bounds, Keeper
 from ._line import Line, Taker
 from ._log import debug_enabled, log, log_quietly
 from ._waker import LockWaker, Waker, acquire_until
@@ -157,7 +157,7 @@ class Lifecycle:
         self.line = line
         self.stall_timeout = stall_timeout
         # Autoscaling and recycling, and the keeper thread (_keeper.py).
-        self.keeper = Keeper(line, self, max_jobs=max_jobs, max_age=max_age)
+        self.keeper = Keeper(line, max_jobs=max_jobs, max_age=max_age)
         self.resize_lock = threading.Lock()
         self.workers: dict[WorkerThread, None] = {}
         self.size = 0
@@ -753,6 +753,14 @@ class Lifecycle:
         return stalled
 
     # -- for the keeper (_keeper.Staff) --------------------------------------
+
+    def autoscale(self, bounds: Bounds | None) -> None:
+        """Set the autoscaling bounds (``None``: off): see ``Keeper.autoscale``."""
+        self.keeper.autoscale(self, bounds)
+
+    def start_keeper(self) -> None:
+        """Start the keeper if the pool recycles workers (called once, by the constructor)."""
+        self.keeper.start_if_recycling(self)
 
     def spent(self, worker_thread: WorkerThread) -> None:
         """*worker_thread* has run ``max_jobs_per_worker`` jobs: the keeper makes its successor."""

@@ -274,7 +274,7 @@ class Pool(Generic[P, R]):
                 lifecycle.close(False, None)  # no worker is left; the host closes
             raise
         try:
-            lifecycle.keeper.start_if_recycling()
+            lifecycle.start_keeper()
         except BaseException:
             lifecycle.close(True, None)
             raise
@@ -856,7 +856,7 @@ class Pool(Generic[P, R]):
             if max_size is not None:
                 msg = f"autoscale(None) takes no max_size (got {max_size!r})"
                 raise TypeError(msg)
-            self._lifecycle.keeper.autoscale(None)
+            self._lifecycle.autoscale(None)
             return
         min_size = check_size(min_size, "min_size")
         if max_size is None:
@@ -868,7 +868,7 @@ class Pool(Generic[P, R]):
                 f"min_size must not exceed max_size (got min_size={min_size}, max_size={max_size})"
             )
             raise ValueError(msg)
-        self._lifecycle.keeper.autoscale(Bounds(min_size, max_size, idle_timeout))
+        self._lifecycle.autoscale(Bounds(min_size, max_size, idle_timeout))
 
     @property
     def queue_length(self) -> int:

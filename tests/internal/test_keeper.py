@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -226,6 +227,24 @@ class TestWithReplacementAndCollection:
         keeper.join(WAIT)
         assert not keeper.is_alive()
         assert lifecycle.line.closed
+
+    @pytest.mark.parametrize("autoscale", [False, True])
+    def test_a_closed_pool_s_lifecycle_is_freed_without_the_cycle_collector(
+        self, autoscale: bool
+    ) -> None:
+        """The keeper is handed the lifecycle, never keeps it: no reference cycle holds it."""
+        pool = tunnypy.Pool.from_callback(2, max_jobs_per_worker=5)
+        if autoscale:
+            pool.autoscale(1, 3)
+        assert pool.process_timed(lambda: "served", WAIT) == "served"
+        lifecycle = weakref.ref(pool._lifecycle)
+        assert pool.close(timeout=WAIT)
+        gc.disable()
+        try:
+            del pool
+            assert lifecycle() is None
+        finally:
+            gc.enable()
 
 
 class TestRecyclingMechanism:
