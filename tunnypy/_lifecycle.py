@@ -2,10 +2,12 @@
 Lifecycle: the workers of one pool, from growth to exit.
 
 Grow, shrink, retire, repair, close, waiting for workers to end, interpreter
-exit, fork and collection. The workers serve a ``Line`` (``_line.py``) and
-share its lock. Threads reference only the line and the lifecycle, never the
-``Pool``, so a pool dropped without ``close()`` is collected and a finalizer
-closes its lifecycle (docs/design.md, "The Pool/Lifecycle split").
+exit, fork and collection. Autoscaling and recycling are the ``Keeper``'s
+(``_keeper.py``): the lifecycle holds it and serves it as its ``Staff``.
+The workers serve a ``Line`` (``_line.py``) and share its lock. Threads
+reference only the line and the lifecycle, never the ``Pool``, so a pool
+dropped without ``close()`` is collected and a finalizer closes its
+lifecycle (docs/design.md, "The Pool/Lifecycle split").
 
 Invariant, under the line's lock: ``workers`` holds every worker whose thread
 has not yet finished ``terminate()``.
@@ -14,13 +16,12 @@ has not yet finished ``terminate()``.
 from __future__ import annotations
 
 import _thread
-import math
 import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import attrs
 
@@ -28,14 +29,15 @@ from ._checks import deadline_in
 from ._histogram import EMPTY, RUN, WAIT, LatencySummary, merged, new_timings, summarize
 from ._isolation import Host, IsolationStats
 from ._job import DONE, REJECTED, RUNNING, WAITING, Job
+from ._keeper import Bounds, Keeper
 from ._line import Line, Taker
-from ._log import debug_enabled, log
+from ._log import debug_enabled, log, log_quietly
 from ._waker import LockWaker, Waker, acquire_until
-from ._worker import RestartFailed, Worker, check_worker
+from ._worker import RestartFailed, Worker, check_worker, terminate_quietly
 from ._worker_thread import WorkerThread
 from .exceptions import PoolClosedError, PoolStalledError
 
-__all__ = ["Bounds", "Lifecycle", "PoolStats", "awaited_at_exit", "close_dropped_pool"]
+__all__ = ["Lifecycle", "PoolStats", "awaited_at_exit", "close_dropped_pool"]
 
 _monotonic = time.monotonic
 _TIMEOUT_MAX = threading.TIMEOUT_MAX
@@ -45,21 +47,6 @@ _TIMEOUT_MAX = threading.TIMEOUT_MAX
 # jitter (docs/design.md, "Workers that come back").
 _BACKOFF_FIRST = 0.05
 _BACKOFF_CAP = 5.0
-
-# The keeper looks at idle workers every idle_timeout / 4, at least every
-# _TICK_MIN seconds apart; what it reads idle times from (a test may set a
-# clock of its own). See docs/design.md, "Autoscaling and recycling".
-_TICK_MIN = 0.005
-_idle_clock = time.monotonic
-
-
-@attrs.frozen
-class Bounds:
-    """What ``Pool.autoscale`` set: the size's bounds and how long a worker may idle."""
-
-    min_size: int
-    max_size: int
-    idle_timeout: float
 
 
 @attrs.frozen
@@ -170,23 +157,8 @@ class Lifecycle:
         self.host_closed = False
         self.line = line
         self.stall_timeout = stall_timeout
-        # Autoscaling and recycling (docs/design.md, "Autoscaling and
-        # recycling"): the bounds, the keeper thread that makes and retires
-        # workers for them, the workers due for a successor, and the counts.
-        line.max_jobs = max_jobs or 0
-        self.max_age = max_age
-        self.recycling = bool(max_jobs) or max_age is not None
-        self.auto: Bounds | None = None
-        self.autoscale_lock = threading.Lock()
-        self.keeper: threading.Thread | None = None
-        self.keeper_waker = LockWaker()
-        self.keeper_passes = 0
-        self.keeper_retry_at = 0.0
-        self.due: dict[WorkerThread, None] = {}
-        self.idle_seen: dict[WorkerThread, tuple[float, int]] = {}
-        self.autoscale_started = 0
-        self.autoscale_retired = 0
-        self.recycled = 0
+        # Autoscaling and recycling, and the keeper thread (_keeper.py).
+        self.keeper = Keeper(line, max_jobs=max_jobs, max_age=max_age)
         self.resize_lock = threading.Lock()
         self.workers: dict[WorkerThread, None] = {}
         self.size = 0
@@ -229,7 +201,7 @@ class Lifecycle:
         with self.line.lock:
             if self.line.closed:
                 raise PoolClosedError(self.line.closed_reason)
-            auto = self.auto
+            auto = self.keeper.bounds
             if auto is not None:
                 msg = (
                     f"set_size() is refused while the pool autoscales between "
@@ -248,7 +220,7 @@ class Lifecycle:
         for waker in backoffs:  # to see the new target at once
             waker.wake()
         if size < current:
-            self._shrink()
+            self.shrink()
         if size > current:
             try:
                 with self.resize_lock:
@@ -324,7 +296,7 @@ class Lifecycle:
                 with self.line.lock:
                     self._fall_back_locked(ticket)
             raise
-        # Ctrl-C can land wherever CPython checks for signals (see _shrink):
+        # Ctrl-C can land wherever CPython checks for signals (see shrink):
         # each worker_thread is listed and counted by stores and one last call, and
         # whatever lands is undone below like a thread that would not start.
         worker_threads: list[WorkerThread] = []
@@ -346,7 +318,7 @@ class Lifecycle:
             while len(made) > len(worker_threads):  # those the target no longer wants
                 # Off the list only once terminated: Ctrl-C lands at a call,
                 # and the undo below terminates what is still listed.
-                _terminate_quietly(made[-1], -1)
+                terminate_quietly(made[-1], -1)
                 del made[-1]
             for starting in worker_threads:
                 starting.thread.start()
@@ -387,14 +359,14 @@ class Lifecycle:
         # Every worker made and never run: those of the worker_threads not started,
         # and any Ctrl-C left without a worker_thread.
         for worker in made[len(worker_threads) :]:
-            _terminate_quietly(worker, -1)
+            terminate_quietly(worker, -1)
         for worker_thread in unstarted:
-            _terminate_quietly(worker_thread.worker, worker_thread.index)
+            terminate_quietly(worker_thread.worker, worker_thread.index)
         self._retire(started)
         with self.line.lock:
             self._fall_back_locked(ticket)
 
-    def _shrink(self) -> None:
+    def shrink(self) -> None:
         # The loops only store and count; the ``finally`` does the rest
         # wherever Ctrl-C landed (docs/design.md, "Ctrl-C and other signals").
         first: Taker | None = None
@@ -458,7 +430,7 @@ class Lifecycle:
                     self.line.idle.remove(worker_thread)
             try:
                 stranded = self.line.unstrand_locked()
-            except BaseException:  # Ctrl-C as it began: once more (see _shrink)
+            except BaseException:  # Ctrl-C as it began: once more (see shrink)
                 stranded = self.line.unstrand_locked()
                 raise
         try:
@@ -565,7 +537,7 @@ class Lifecycle:
             following = self.to_wake.pop() if self.to_wake else None
         if following is not None:
             following.waker.wake()  # pass the shrink's wake along the chain
-        _terminate_quietly(worker_thread.worker, worker_thread.index)
+        terminate_quietly(worker_thread.worker, worker_thread.index)
         with self.line.lock:
             failed = worker_thread in self.failed_out
             self.failed_out.discard(worker_thread)
@@ -590,8 +562,7 @@ class Lifecycle:
         # there, and must not return before terminate().
         with self.line.lock:
             self.workers.pop(worker_thread, None)
-            self.due.pop(worker_thread, None)
-            self.idle_seen.pop(worker_thread, None)
+            self.keeper.forget_locked(worker_thread)
             self.line.completed += worker_thread.completed
             self.line.failed += worker_thread.failed
             timings = worker_thread.timings_now()  # on its own thread: no fold runs
@@ -613,7 +584,7 @@ class Lifecycle:
         try:
             host.close()
         except BaseException:
-            _log_quietly(log.exception, "host_close_failed")
+            log_quietly(log.exception, "host_close_failed")
 
     # -- replacement ---------------------------------------------------------
 
@@ -697,7 +668,7 @@ class Lifecycle:
                     if not line.closed:
                         line.stalled = None  # no worker is wanted (see _replace)
                     return True  # a growth, shrink or close() came first
-            worker = self._try_factory()
+            worker = self.try_factory()
             if worker is None:
                 return False
             with line.lock:
@@ -714,9 +685,9 @@ class Lifecycle:
                 streak = self.factory_streak
                 self.factory_streak = 0
             if streak:
-                _log_quietly(log.info, "worker_factory_recovered", failures=streak)
+                log_quietly(log.info, "worker_factory_recovered", failures=streak)
             if not wanted:
-                _terminate_quietly(worker, -1)
+                terminate_quietly(worker, -1)
                 return True
             try:
                 worker_thread.thread.start()
@@ -728,15 +699,15 @@ class Lifecycle:
                     if not worker_thread.retiring:  # else close() has counted it
                         line.active -= 1
                     self.replaced -= 1
-                _terminate_quietly(worker, worker_thread.index)
-                _log_quietly(log.exception, "worker_start_failed", worker=worker_thread.index)
+                terminate_quietly(worker, worker_thread.index)
+                log_quietly(log.exception, "worker_start_failed", worker=worker_thread.index)
                 with line.lock:
                     self.delay = min(max(self.delay * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
                 return False
         log.info("worker_replaced", worker=gone.index, by=worker_thread.index)
         return True
 
-    def _try_factory(self) -> Worker[Any, Any] | None:
+    def try_factory(self) -> Worker[Any, Any] | None:
         """A checked worker from the factory, or ``None`` with the failure counted and logged."""
         # SystemExit too: on a replacing or keeper thread it would only end that try.
         try:
@@ -747,7 +718,7 @@ class Lifecycle:
         try:
             check_worker(worker)
         except BaseException as exc:
-            _terminate_quietly(worker, -1)
+            terminate_quietly(worker, -1)
             self._factory_failed(exc)
             return None
         return worker
@@ -762,7 +733,7 @@ class Lifecycle:
             self.last_failure = f"the worker factory raised {described}"
             delay = self.delay
         if first:  # once per streak; worker_factory_recovered ends it
-            _log_quietly(log.warning, "worker_factory_failing", error=described, retry_in=delay)
+            log_quietly(log.warning, "worker_factory_failing", error=described, retry_in=delay)
 
     def _stall_locked(self) -> list[Job]:
         """Under the lock: mark the pool stalled and take every call out of line, refused."""
@@ -782,208 +753,52 @@ class Lifecycle:
                 job.state = REJECTED  # told out of the lock: callbacks may run
         return stalled
 
-    # -- autoscaling and recycling ------------------------------------------
+    # -- for the keeper (_keeper.Staff) --------------------------------------
 
     def autoscale(self, bounds: Bounds | None) -> None:
-        """
-        Set the autoscaling bounds (``None``: off), and the target size within them.
-
-        Bounds and target change together under the lock, so the size is
-        never seen outside the bounds. A shrink is made at once; the keeper
-        makes what the target lacks (docs/design.md, "Autoscaling and recycling").
-        """
-        line = self.line
-        with self.autoscale_lock:
-            with line.lock:
-                if line.closed:
-                    raise PoolClosedError(line.closed_reason)
-                previous = self.auto
-                previous_size = self.size
-                self.auto = bounds
-                line.grow_to = None if bounds is None else bounds.max_size
-                if bounds is None:
-                    # What the keeper has yet to make is dropped; a worker
-                    # being replaced keeps its place.
-                    self.size = min(self.size, line.active + len(self.replacing))
-                else:
-                    self.size = min(max(self.size, bounds.min_size), bounds.max_size)
-                # The target is the keeper's from now on: a set_size() still
-                # growing from before neither settles nor falls back.
-                self.resizes += 1
-                self.targets = [(self.resizes, self.size)]
-                # Workers asked for beyond the new bound are dropped now, not
-                # when the keeper is back from a factory call; a call that
-                # waited on one may then be stuck (docs/design.md, "Deadlock check").
-                room = 0 if bounds is None else max(0, bounds.max_size - line.active)
-                stranded = None
-                if line.growing > room:
-                    line.growing = room
-                    stranded = line.unstrand_locked()
-                shrink = line.active > self.size
-            if stranded is not None:
-                stranded.wake()
-            try:
-                self._start_keeper()
-            except BaseException:  # no thread to be had: as it was
-                with line.lock:
-                    if not line.closed:
-                        self.auto = previous
-                        line.grow_to = None if previous is None else previous.max_size
-                        self.size = previous_size
-                        self.targets = [(self.resizes, self.size)]
-                raise
-            if shrink:
-                self._shrink()
-        # New bounds: the keeper drops or makes the workers asked for, and
-        # leaves if there is nothing left for it to do.
-        self.keeper_waker.wake()
-        if bounds is None:
-            log.info("pool_autoscaling_off")
-        else:
-            log.info(
-                "pool_autoscaling",
-                min_size=bounds.min_size,
-                max_size=bounds.max_size,
-                idle_timeout=bounds.idle_timeout,
-            )
+        """Set the autoscaling bounds (``None``: off): see ``Keeper.autoscale``."""
+        self.keeper.autoscale(self, bounds)
 
     def start_keeper(self) -> None:
         """Start the keeper if the pool recycles workers (called once, by the constructor)."""
-        if self.recycling:
-            self._start_keeper()
-
-    def _start_keeper(self) -> None:
-        line = self.line
-        with line.lock:
-            if self.keeper is not None or line.closed or (self.auto is None and not self.recycling):
-                return
-            keeper = self.keeper = threading.Thread(
-                target=self._keep, name="tunnypy-keeper", daemon=True
-            )
-            line.keeper = self.keeper_waker
-        try:
-            keeper.start()
-        except BaseException:
-            with line.lock:
-                if self.keeper is keeper:
-                    self.keeper = None
-                    line.keeper = None
-            raise
+        self.keeper.start_if_recycling(self)
 
     def spent(self, worker_thread: WorkerThread) -> None:
         """*worker_thread* has run ``max_jobs_per_worker`` jobs: the keeper makes its successor."""
-        with self.line.lock:
-            if worker_thread.retiring or self.line.closed:
-                return
-            self.due[worker_thread] = None
-        self.keeper_waker.wake()
+        self.keeper.spent(worker_thread)
 
-    def _keep(self) -> None:
-        """
-        The keeper thread: make the workers autoscaling and recycling ask for; retire idle ones.
+    def own_target_locked(self, size: int, *, new: bool) -> None:
+        """Under the lock: *size* is the target, the keeper's (see _keeper.Staff)."""
+        self.size = size
+        if new:
+            self.resizes += 1
+        self.targets = [(self.resizes, size)]
 
-        It holds no lock across a factory call, and sleeps on its own waker,
-        which a call asking for a worker, ``autoscale()``, a spent worker and
-        ``close()`` wake. See docs/design.md, "Autoscaling and recycling".
-        """
-        waker = self.keeper_waker
-        while True:
-            try:
-                sleep = self._keep_once()
-            except BaseException:  # its own failure: logged, and tried again later
-                _log_quietly(log.exception, "keeper_failed")
-                sleep = _BACKOFF_CAP
-            if sleep is not None and sleep < 0:
-                return
-            if sleep is None or sleep > 0:
-                waker.wait(sleep)
+    def hire_locked(self, worker: Worker[Any, Any]) -> WorkerThread:
+        """Under the lock: list the keeper's *worker*, unstarted; a worker is back."""
+        worker_thread = WorkerThread(self.line, self, worker, self.next_index)
+        self.next_index += 1
+        self.workers[worker_thread] = None
+        self.line.active += 1
+        self.line.stalled = None
+        self.down_since = None
+        self.delay = 0.0
+        return worker_thread
 
-    def _keep_once(self) -> float | None:
-        """One pass of the keeper: seconds to the next (``None``: when woken; negative: leave)."""
-        line = self.line
-        now = _monotonic()
-        idle_now = _idle_clock()
-        retired: list[WorkerThread] = []
-        stranded: Waker | None = None
-        grow = 0
-        due: WorkerThread | None = None
-        sleep: float | None = None
-        with line.lock:
-            self.keeper_passes += 1
-            auto = self.auto
-            if line.closed or (auto is None and not self.recycling):
-                # Nothing left to keep: asked-for workers are dropped, and a
-                # call that waited on one may now be stuck (Deadlock check).
-                leaving = threading.current_thread()
-                if self.keeper is leaving:
-                    self.keeper = None
-                    line.keeper = None
-                if line.growing:
-                    line.growing = 0
-                    if not line.closed:
-                        stranded = line.unstrand_locked()
-                sleep = -1.0
-            else:
-                if auto is not None:
-                    # What the target lacks (below min_size, or moved up),
-                    # but not the workers failing ones are replaced by.
-                    grow = max(0, self.size - line.active - len(self.replacing))
-                if line.growing:
-                    if auto is None:
-                        wanted = 0
-                    else:  # no more than the line still needs, within the bound
-                        # (a stalled pool's line is empty: it still wants its worker)
-                        needed = len(line.waiting) or int(line.stalled is not None)
-                        wanted = max(0, min(line.growing, needed, auto.max_size - line.active))
-                    if wanted < line.growing:
-                        line.growing = wanted
-                        stranded = line.unstrand_locked()
-                    grow += wanted
-                max_age = self.max_age
-                if max_age is not None:
-                    for worker_thread in self.workers:
-                        if not worker_thread.retiring and now - worker_thread.born >= max_age:
-                            self.due.setdefault(worker_thread)
-                for worker_thread in list(self.due):
-                    if worker_thread.retiring:
-                        del self.due[worker_thread]  # leaving anyway: no successor
-                    elif due is None:
-                        due = worker_thread
-                if auto is not None:
-                    retired = self._retire_idle_locked(auto, idle_now)
-                    if line.active > auto.min_size and auto.idle_timeout < math.inf:
-                        sleep = max(auto.idle_timeout / 4, _TICK_MIN)
-                if max_age is not None:
-                    ages = [w.born for w in self.workers if not w.retiring and w not in self.due]
-                    if ages:
-                        next_due = max(min(ages) + max_age - now, _TICK_MIN)
-                        sleep = next_due if sleep is None else min(sleep, next_due)
-        for worker_thread in retired:
-            worker_thread.waker.wake()
-        if stranded is not None:
-            stranded.wake()
-        if retired:
-            _log_quietly(log.info, "workers_idle_retired", workers=[w.index for w in retired])
-        if sleep is not None and sleep < 0:
-            return sleep
-        if grow or due is not None:
-            if now < self.keeper_retry_at:  # the factory failed lately: back off
-                wait = self.keeper_retry_at - now
-                if grow:
-                    until_stall = self._stall_if_down(now)
-                    if until_stall is not None:
-                        wait = min(wait, until_stall)
-                return wait if sleep is None else min(sleep, wait)
-            if self._recruit(due):
-                with line.lock:
-                    self.keeper_retry_at = 0.0
-            else:
-                with line.lock:
-                    self.keeper_retry_at = _monotonic() + self.delay
-            return 0.0  # look again at once: more may be wanted
-        return sleep
+    def unhire_locked(self, worker_thread: WorkerThread) -> None:
+        """Under the lock: unlist a worker whose thread would not start, and back off."""
+        del self.workers[worker_thread]
+        if not worker_thread.retiring:  # else close() has counted it
+            self.line.active -= 1
+        self.delay = min(max(self.delay * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
 
-    def _stall_if_down(self, now: float) -> float | None:
+    def factory_recovered_locked(self) -> int:
+        """Under the lock: the factory served; end its streak of failures, returning its length."""
+        streak = self.factory_streak
+        self.factory_streak = 0
+        return streak
+
+    def stall_if_down(self, now: float) -> float | None:
         """
         While growing fails on a pool with no worker: stall it once ``stall_timeout`` has passed.
 
@@ -1003,121 +818,6 @@ class Lifecycle:
             reason = line.stalled or ""
         _tell_stalled(stalled, reason)
         return None
-
-    def _retire_idle_locked(self, auto: Bounds, now: float) -> list[WorkerThread]:
-        """
-        Under the lock: retire workers idle for ``idle_timeout``, oldest first, to ``min_size``.
-
-        A worker counts as idle since the first pass that found it parked
-        with the same count of jobs served; the retirees are returned, to be
-        woken out of the lock.
-        """
-        line = self.line
-        before = self.idle_seen
-        seen: dict[WorkerThread, tuple[float, int]] = {}
-        for worker_thread in cast(list[WorkerThread], line.idle):
-            served = worker_thread.completed + worker_thread.failed
-            was = before.get(worker_thread)
-            seen[worker_thread] = was if was is not None and was[1] == served else (now, served)
-        self.idle_seen = seen
-        excess = line.active - auto.min_size
-        if excess <= 0:
-            return []
-        retired = [w for w, (since, _) in seen.items() if now - since >= auto.idle_timeout]
-        del retired[excess:]  # idle is a stack: the bottom, longest parked, first
-        idle = line.idle
-        for worker_thread in retired:
-            worker_thread.retiring = True
-            idle.remove(worker_thread)
-            line.active -= 1
-            del seen[worker_thread]
-        self.size = max(self.size - len(retired), auto.min_size)
-        self.autoscale_retired += len(retired)
-        return retired
-
-    def _recruit(self, old: WorkerThread | None) -> bool:
-        """
-        Make one worker and start it: for a call in line (autoscaling), or as *old*'s successor.
-
-        *old* retires only once its successor's thread has started, so the
-        workers serving never number fewer than before. ``False`` if the
-        factory failed or the thread would not start; *old* then serves on.
-        """
-        line = self.line
-        with self.resize_lock:  # factory calls one at a time, as growths make them
-            worker = self._try_factory()
-            if worker is None:
-                return False
-            with line.lock:
-                auto = self.auto
-                if old is None:
-                    # For the target (min_size), or for a call in line.
-                    for_target = line.active < self.size
-                    wanted = (
-                        not line.closed
-                        and auto is not None
-                        and (for_target or (line.growing > 0 and line.active < auto.max_size))
-                    )
-                else:
-                    wanted = not line.closed and (not old.retiring or line.active < self.size)
-                if wanted:
-                    worker_thread = WorkerThread(line, self, worker, self.next_index)
-                    self.next_index += 1
-                    self.workers[worker_thread] = None
-                    line.active += 1
-                    if old is None:
-                        if not for_target:
-                            line.growing -= 1
-                            self.size = max(self.size, line.active)
-                        self.autoscale_started += 1
-                    line.stalled = None
-                    self.down_since = None
-                    self.delay = 0.0
-                streak = self.factory_streak
-                self.factory_streak = 0
-            if streak:
-                _log_quietly(log.info, "worker_factory_recovered", failures=streak)
-            if not wanted:
-                _terminate_quietly(worker, -1)
-                if old is not None:
-                    with line.lock:
-                        self.due.pop(old, None)
-                return True
-            try:
-                worker_thread.thread.start()
-            except Exception:
-                # Out of threads: unlisted, terminated; the keeper tries again later.
-                with line.lock:
-                    del self.workers[worker_thread]
-                    if not worker_thread.retiring:  # else close() has counted it
-                        line.active -= 1
-                    if old is None:
-                        self.autoscale_started -= 1
-                        if not for_target and not line.closed:
-                            line.growing += 1
-                    self.delay = min(max(self.delay * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
-                _terminate_quietly(worker, worker_thread.index)
-                _log_quietly(log.exception, "worker_start_failed", worker=worker_thread.index)
-                return False
-        parked = False
-        if old is not None:
-            with line.lock:
-                self.due.pop(old, None)
-                self.recycled += 1
-                if not old.retiring:
-                    old.retiring = True
-                    line.active -= 1
-                    if old in line.idle:
-                        line.idle.remove(old)
-                        parked = True
-        if parked:
-            assert old is not None
-            old.waker.wake()
-        if old is None:
-            _log_quietly(log.info, "worker_autoscaled", worker=worker_thread.index)
-        else:
-            _log_quietly(log.info, "worker_recycled", worker=old.index, by=worker_thread.index)
-        return True
 
     # -- close --------------------------------------------------------------
 
@@ -1158,7 +858,7 @@ class Lifecycle:
                 try:
                     for waker in backoffs:  # a replacement backing off ends now
                         waker.wake()
-                    self.keeper_waker.wake()  # the keeper, if any, leaves
+                    self.keeper.waker.wake()  # the keeper, if any, leaves
                     if leader is not None:
                         leader.waker.wake()
                     for job in refused:
@@ -1195,7 +895,7 @@ class Lifecycle:
     def _join_keeper(self, deadline: float | None) -> bool:
         # The keeper never waits for a job, so waiting for it closes no cycle;
         # it may be in a factory call, which the deadline bounds.
-        keeper = self.keeper
+        keeper = self.keeper.thread
         if keeper is None or keeper is threading.current_thread() or keeper.ident is None:
             return True
         _let_end(keeper, deadline)
@@ -1215,7 +915,7 @@ class Lifecycle:
         self.line.summoned = None  # retiring now; it leaves when it wakes
         self.line.active = 0
         self.size = 0
-        self.auto = None
+        self.keeper.bounds = None
         self.line.grow_to = None
         self.line.growing = 0
         for worker_thread in self.workers:
@@ -1246,6 +946,8 @@ class Lifecycle:
             # taken here.
             timed = list(workers) if self.line.latency else []
             retired = self.retired_timings
+            keeper = self.keeper
+            auto = keeper.bounds
             stats = PoolStats(
                 size=self.size,
                 workers=len(workers),
@@ -1259,11 +961,11 @@ class Lifecycle:
                 rejected=self.line.rejected,
                 replaced=self.replaced,
                 factory_failures=self.factory_failures,
-                min_size=None if self.auto is None else self.auto.min_size,
-                max_size=None if self.auto is None else self.auto.max_size,
-                autoscale_started=self.autoscale_started,
-                autoscale_retired=self.autoscale_retired,
-                recycled=self.recycled,
+                min_size=None if auto is None else auto.min_size,
+                max_size=None if auto is None else auto.max_size,
+                autoscale_started=keeper.autoscale_started,
+                autoscale_retired=keeper.autoscale_retired,
+                recycled=keeper.recycled,
             )
         timings = [t for t in (w.timings_now() for w in timed) if t is not None]
         timings.append(retired)
@@ -1288,15 +990,6 @@ def _describe(error: BaseException) -> str:
         return f"{type(error).__name__} (str() failed)"
 
 
-def _log_quietly(method: Callable[..., None], event: str, **fields: Any) -> None:
-    # A logging handler that raises must not end the replacing, nor leave a
-    # listed replacement unstarted.
-    try:  # noqa: SIM105 - the comment says why
-        method(event, **fields)
-    except BaseException:
-        pass
-
-
 def _tell_stalled(stalled: list[Job], reason: str) -> None:
     """Wake the calls a stall took out of line; fail their futures."""
     for job in stalled:
@@ -1312,30 +1005,14 @@ def _tell_stalled(stalled: list[Job], reason: str) -> None:
             log.exception("callback_failed", worker=-1)
 
 
-def _terminate_quietly(worker: Worker[Any, Any], index: int) -> None:
-    # Only the hook's own failure is swallowed: Ctrl-C landing as the lookup
-    # returns reaches the caller, which still lists the worker (see _grow).
-    try:
-        terminate = getattr(worker, "terminate", None)
-    except Exception:
-        log.exception("terminate_failed", worker=index)
-        return
-    if terminate is None:  # a missing hook is a no-op
-        return
-    try:
-        terminate()
-    except BaseException:  # SystemExit too: it must not end a worker thread noisily
-        log.exception("terminate_failed", worker=index)
-
-
 def _terminate_all(workers: list[Worker[Any, Any]]) -> None:
     # Each worker leaves the list once terminated; Ctrl-C meanwhile (one is
-    # covered, see _shrink) is raised once every worker is.
+    # covered, see shrink) is raised once every worker is.
     error: BaseException | None = None
     while workers:
         try:
             while workers:
-                _terminate_quietly(workers[-1], -1)
+                terminate_quietly(workers[-1], -1)
                 del workers[-1]
         except BaseException as exc:
             error = error or exc
@@ -1503,9 +1180,7 @@ def _after_fork_in_child() -> None:
         lifecycle.restart_failed.clear()
         lifecycle.replacing.clear()
         lifecycle.recruits.clear()
-        lifecycle.due.clear()
-        lifecycle.idle_seen.clear()
-        lifecycle.keeper = None  # its thread did not come along
+        lifecycle.keeper.forget_all_in_child()
         lifecycle.line.growing = 0
         lifecycle.line.lock = _thread.allocate_lock()
         lifecycle.resize_lock = threading.Lock()

@@ -9,7 +9,7 @@ the application configures ``logging`` (or adds a handler to ``tunnypy``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -61,3 +61,13 @@ def debug_enabled() -> bool:
     per-job path asks this (~0.3 µs) first.
     """
     return _stdlib.isEnabledFor(logging.DEBUG)
+
+
+def log_quietly(method: Callable[..., None], event: str, **fields: Any) -> None:
+    """Log *event* with *method*; a logging handler that raises is ignored."""
+    # A broken logging setup must not end a replacing or keeper thread, nor
+    # leave a listed worker unstarted.
+    try:  # noqa: SIM105 - the comment says why
+        method(event, **fields)
+    except BaseException:
+        pass

@@ -25,7 +25,8 @@ from ._future import JobFuture
 from ._histogram import clock as _clock
 from ._isolation import ChildOptions, Host
 from ._job import DONE, NO_CONTEXT, RUNNING, WAITING, Job, worker_tls
-from ._lifecycle import Bounds, Lifecycle, PoolStats, awaited_at_exit, close_dropped_pool
+from ._keeper import Bounds
+from ._lifecycle import Lifecycle, PoolStats, awaited_at_exit, close_dropped_pool
 from ._line import CANCELLED, TIMED_OUT, Line
 from ._process import DEFAULT_KILL_GRACE, Processes
 from ._token import CancelToken

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from ._log import log
 
 __all__ = [
     "BaseWorker",
@@ -13,6 +15,7 @@ __all__ = [
     "RestartFailed",
     "Worker",
     "check_worker",
+    "terminate_quietly",
 ]
 
 P = TypeVar("P")
@@ -163,6 +166,23 @@ def check_worker(worker: object) -> None:
                 f"(got {_kind(worker)}, whose {name} is {_kind(found)})"
             )
             raise TypeError(msg)
+
+
+def terminate_quietly(worker: Worker[Any, Any], index: int) -> None:
+    """Call *worker*'s ``terminate()``, if it has one; its failure is logged, not raised."""
+    # Only the hook's own failure is swallowed: Ctrl-C landing as the lookup
+    # returns reaches the caller, which still lists the worker (see Lifecycle._grow).
+    try:
+        terminate = getattr(worker, "terminate", None)
+    except Exception:
+        log.exception("terminate_failed", worker=index)
+        return
+    if terminate is None:  # a missing hook is a no-op
+        return
+    try:
+        terminate()
+    except BaseException:  # SystemExit too: it must not end a worker thread noisily
+        log.exception("terminate_failed", worker=index)
 
 
 def _kind(value: object) -> str:

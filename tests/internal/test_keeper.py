@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 import tunnypy
 from tests.helpers import WAIT, BoomError, Call, Gate, RecordingWorker, wait_for
 from tests.internal.test_replacement import Factory, fail_next_worker
-from tunnypy import _lifecycle
+from tunnypy import _keeper, _lifecycle
 
 
 class FakeClock:
@@ -28,7 +29,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
     fake = FakeClock()
-    monkeypatch.setattr(_lifecycle, "_idle_clock", fake)
+    monkeypatch.setattr(_keeper, "_idle_clock", fake)
     yield fake
 
 
@@ -36,13 +37,13 @@ def keeper_pass(pool: tunnypy.Pool[Any, Any]) -> None:
     """Return once the keeper has begun and ended a whole pass after this call began."""
     lifecycle = pool._lifecycle
     with pool._line.lock:
-        first = lifecycle.keeper_passes
+        first = lifecycle.keeper.passes
     # A pass counted after ``first`` may have read the clock before; the one
     # after it cannot have.
 
     def passed() -> bool:
-        lifecycle.keeper_waker.wake()
-        return lifecycle.keeper_passes >= first + 2
+        lifecycle.keeper.waker.wake()
+        return lifecycle.keeper.passes >= first + 2
 
     wait_for(passed, "two passes of the keeper")
 
@@ -219,13 +220,31 @@ class TestWithReplacementAndCollection:
         assert pool is not None
         pool.autoscale(1, 2)
         lifecycle = pool._lifecycle
-        keeper = lifecycle.keeper
+        keeper = lifecycle.keeper.thread
         assert keeper is not None
         pool = None
         gc.collect()
         keeper.join(WAIT)
         assert not keeper.is_alive()
         assert lifecycle.line.closed
+
+    @pytest.mark.parametrize("autoscale", [False, True])
+    def test_a_closed_pool_s_lifecycle_is_freed_without_the_cycle_collector(
+        self, autoscale: bool
+    ) -> None:
+        """The keeper is handed the lifecycle, never keeps it: no reference cycle holds it."""
+        pool = tunnypy.Pool.from_callback(2, max_jobs_per_worker=5)
+        if autoscale:
+            pool.autoscale(1, 3)
+        assert pool.process_timed(lambda: "served", WAIT) == "served"
+        lifecycle = weakref.ref(pool._lifecycle)
+        assert pool.close(timeout=WAIT)
+        gc.disable()
+        try:
+            del pool
+            assert lifecycle() is None
+        finally:
+            gc.enable()
 
 
 class TestRecyclingMechanism:

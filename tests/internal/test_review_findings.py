@@ -45,7 +45,7 @@ class TestCtrlCAsAGrowthTerminatesWorkersTheTargetNoLongerWants:
             if (
                 event == "c_return"
                 and getattr(arg, "__name__", "") == "getattr"
-                and frame.f_code.co_name == "_terminate_quietly"
+                and frame.f_code.co_name == "terminate_quietly"
                 and not landed
             ):
                 landed.append("getattr")
@@ -94,7 +94,7 @@ class TestCtrlCAsAFailedGrowthTerminatesItsWorkers:
             if (
                 event == "c_return"
                 and getattr(arg, "__name__", "") == "getattr"
-                and frame.f_code.co_name == "_terminate_quietly"
+                and frame.f_code.co_name == "terminate_quietly"
                 and not landed
             ):
                 landed.append("getattr")
