@@ -118,14 +118,15 @@ class FdWaker:
             poll.register(self._fd, select.POLLIN)
         # poll() rounds milliseconds up and retries after a signal (PEP 475);
         # a wait longer than it takes ends early, and its caller waits again.
+        # Marked until the wake is read: a handler's call that read it between
+        # poll() and read() would leave read() blocked.
         self.polling = True
         try:
-            ready = poll.poll(min(max(timeout, 0.0) * 1000.0, _POLL_MAX_MS))
+            if not poll.poll(min(max(timeout, 0.0) * 1000.0, _POLL_MAX_MS)):
+                return False
+            _read(self._fd)
         finally:
             self.polling = False
-        if not ready:
-            return False
-        _read(self._fd)
         return True
 
     def __del__(

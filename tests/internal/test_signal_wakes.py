@@ -133,3 +133,50 @@ class TestHandlerThatCallsThePoolWhileItsThreadWaits:
             assert seen == {"nested": "nested"}
             if busy is not None:
                 assert busy.result(WAIT) is None
+
+
+class TestHandlerBetweenPollAndRead:
+    """A handler that runs after a timed wait's ``poll()`` saw its wake, before it read it."""
+
+    @pytest.mark.timeout(30)
+    @pytest.mark.parametrize("nested_kind", sorted(NESTED_CALLS))
+    def test_the_handlers_call_does_not_read_that_wake(
+        self, nested_kind: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        Else read() blocks for good: the handler's call would have taken the
+        wake that poll() saw (the old failure: this test hung until its timeout).
+        """
+        assert threading.current_thread() is threading.main_thread()
+        real_read = _waker._read
+        seen: dict[str, object] = {}
+
+        def read_after_a_signal(fd: int) -> None:
+            # On the main thread, as the outer call's wait reads its wake.
+            if "nested" not in seen and threading.current_thread() is threading.main_thread():
+                signal.raise_signal(signal.SIGUSR1)  # its handler runs before the read
+            real_read(fd)
+
+        with tunnypy.Pool.from_func(1, run) as pool:
+            pool.process(lambda: None)  # the thread's eventfd exists
+
+            def handler(signum: int, frame: object) -> None:
+                seen["nested"] = NESTED_CALLS[nested_kind](pool)
+
+            monkeypatch.setattr(_waker, "_read", read_after_a_signal)
+            fd = _job.caller_waker()
+            assert isinstance(fd, _waker.FdWaker)
+            gate = Gate()
+
+            def release_once_polling() -> None:
+                assert gate.started.wait(WAIT)
+                wait_for(lambda: fd.polling, "the outer call to poll")
+                gate.release.set()
+
+            with on_sigusr1(handler):
+                # The job finishes while the caller polls, so the wait reads its wake.
+                helper = Call(release_once_polling)
+                result = pool.process_timed(lambda: gate("outer"), 3600.0)
+                helper.wait()
+            assert result == "outer"
+            assert seen == {"nested": "nested"}
