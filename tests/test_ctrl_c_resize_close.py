@@ -196,10 +196,32 @@ class Scene:
         wait_for(lambda: pool.queue_length == 4, "four calls in line")
         self.op = lambda: pool.close(wait=False)
 
+    def autoscale(self) -> None:
+        self.pool = tunnypy.Pool.from_func(4, run)
+        wait_for(lambda: self.pool.stats().idle == 4, "the workers to park")
+        self.op = lambda: self.pool.autoscale(1, 6, idle_timeout=WAIT)
+
+    def autoscale_down(self) -> None:
+        # Bounds moved below the size: the shrink is made at once.
+        pool = self.pool = tunnypy.Pool.from_func(4, run)
+        pool.autoscale(4, 6, idle_timeout=WAIT)
+        wait_for(lambda: pool.stats().idle == 4, "the workers to park")
+        self.op = lambda: pool.autoscale(1, 2, idle_timeout=WAIT)
+
+    def autoscale_off(self) -> None:
+        pool = self.pool = tunnypy.Pool.from_func(2, run)
+        pool.autoscale(2, 6, idle_timeout=WAIT)
+        wait_for(lambda: pool.stats().idle == 2, "the workers to park")
+        self.op = lambda: pool.autoscale(None)
+
     def settle(self) -> None:
         """The pool still serves (unless closed), closes, and every call it was handed ended."""
         pool = self.pool
         self.gate.release.set()
+        stats = pool.stats()
+        if stats.min_size is not None:  # autoscaling: the size is within its bounds
+            assert stats.max_size is not None
+            assert stats.min_size <= stats.size <= stats.max_size, stats
         if not pool.closed and pool.size:
             assert Call(pool.process, self.probe).wait() == 7
         assert pool.close(timeout=WAIT)  # finishes a close() that Ctrl-C interrupted
@@ -214,7 +236,7 @@ class Scene:
 
 
 class TestCtrlCAnywhereInResizeOrClose:
-    """Ctrl-C landing at any signal check in set_size() or close() strands no worker and no call."""
+    """Ctrl-C at any signal check in set_size(), autoscale() or close(): nothing stranded."""
 
     @pytest.mark.parametrize(
         "scene",
@@ -225,6 +247,9 @@ class TestCtrlCAnywhereInResizeOrClose:
             "grow",
             "close",
             "close refusing calls",
+            "autoscale",
+            "autoscale down",
+            "autoscale off",
         ],
     )
     def test_the_pool_serves_on_and_closes(self, scene: str) -> None:

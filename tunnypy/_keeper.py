@@ -130,21 +130,25 @@ class Keeper:
                     raise PoolClosedError(line.closed_reason)
                 previous = self.bounds
                 previous_size = staff.size
-                self.bounds = bounds
-                line.grow_to = None if bounds is None else bounds.max_size
                 if bounds is None:
                     # What the keeper has yet to make is dropped; a worker
                     # being replaced keeps its place.
                     size = min(staff.size, line.active + len(staff.replacing))
+                    room = 0
                 else:
                     size = min(max(staff.size, bounds.min_size), bounds.max_size)
+                    room = max(0, bounds.max_size - line.active)
                 # The target is the keeper's from now on: a set_size() still
-                # growing from before neither settles nor falls back.
+                # growing from before neither settles nor falls back. Then
+                # stores only: Ctrl-C can land as the call is entered, not
+                # between the target and the bounds (docs/design.md, "Ctrl-C
+                # and other signals").
                 staff.own_target_locked(size, new=True)
+                self.bounds = bounds
+                line.grow_to = None if bounds is None else bounds.max_size
                 # Workers asked for beyond the new bound are dropped now, not
                 # when the keeper is back from a factory call; a call that
                 # waited on one may then be stuck (docs/design.md, "Deadlock check").
-                room = 0 if bounds is None else max(0, bounds.max_size - line.active)
                 stranded = None
                 if line.growing > room:
                     line.growing = room
