@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import pickle
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, cast
 
 import distributed
@@ -304,12 +305,35 @@ class DaskWorkers:
             if self._hosts or not self._owns_client:
                 return
             self._closed = True
-        self._client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+        with _quiet_close(self._cluster is not None):
+            self._client.close()
+            if self._cluster is not None:
+                self._cluster.close()
 
     def __repr__(self) -> str:
         return f"DaskWorkers({self._client.scheduler.address!r})"
+
+
+@contextlib.contextmanager
+def _quiet_close(quiet: bool) -> Iterator[None]:
+    """
+    With *quiet*: distributed's INFO records are dropped until the cluster we made has closed.
+
+    ``LocalCluster`` keeps distributed's own log handler at WARNING while it
+    lives, and lifts that as its close begins to end, before it stops its
+    loop; a comm found closed meanwhile is logged at INFO with a traceback
+    ("Batched Comm Closed"), printed to stderr after our pool had closed
+    cleanly. The level of the ``distributed`` logger itself is raised for the
+    close, and put back once the loop has stopped.
+    """
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    if quiet and logger.getEffectiveLevel() < logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class _DaskHost:
