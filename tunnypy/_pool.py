@@ -123,11 +123,11 @@ class Pool(Generic[P, R]):
         latency: What to time for :attr:`PoolStats.wait` and
             :attr:`PoolStats.run`. ``False`` (the default): nothing; no
             clock is read for a call and both summaries stay empty (``count``
-            0). ``True``: every job, at about 0.3 µs a job (three clock reads
-            and bucket counts in batches; 8-13% of a no-op call).
+            0). ``True``: every job, at about 0.2-0.4 µs a job (three clock
+            reads and bucket counts in batches; 5-13% of a no-op call).
             ``"sampled"``: every job after one that ran 20 µs or more, and
             one in 16 of the jobs after shorter ones, each counted for the
-            ones not timed, so counts stay exact (1-3.5% of a no-op call;
+            ones not timed, so counts stay exact (0-4% of a no-op call;
             ``docs/semantics.md``, "Counting", says what it may miss).
         isolation: Where each worker object lives. ``"thread"`` (the
             default): on its worker thread, in this process. ``"process"``
