@@ -138,11 +138,8 @@ class Keeper:
                 else:
                     size = min(max(staff.size, bounds.min_size), bounds.max_size)
                     room = max(0, bounds.max_size - line.active)
-                # The target is the keeper's from now on: a set_size() still
-                # growing from before neither settles nor falls back. Then
-                # stores only: Ctrl-C can land as the call is entered, not
-                # between the target and the bounds (docs/design.md, "Ctrl-C
-                # and other signals").
+                # The keeper's target from now on, then stores only: Ctrl-C lands
+                # before both or after both (docs/design.md, "Ctrl-C and other signals").
                 staff.own_target_locked(size, new=True)
                 self.bounds = bounds
                 line.grow_to = None if bounds is None else bounds.max_size
