@@ -57,6 +57,11 @@ def sleeps_on(job: Job, wakers: dict[str, Any]) -> str:
     return "lock"
 
 
+def sleeps_on_its_own_lock(job: Job) -> bool:
+    """Whether *job*'s caller sleeps on the job's own lock waker."""
+    return isinstance(job.waker, _waker.LockWaker) and job.waker is job.lock_waker
+
+
 def run_gate(payload: Any) -> Any:
     return payload() if callable(payload) else payload
 
@@ -145,8 +150,7 @@ def test_a_call_made_while_its_thread_polls_the_eventfd_sleeps_on_its_jobs_lock(
         call = Call(run)
         job = running_job(pool._lifecycle, gate)
         assert seen["caller_waker"] is None
-        assert isinstance(job.waker, _waker.LockWaker)
-        assert job.waker is job.lock_waker
+        assert sleeps_on_its_own_lock(job)
         gate.release.set()
         call.wait()
 
@@ -168,8 +172,7 @@ def test_without_an_eventfd_a_call_sleeps_on_its_own_jobs_lock(
         call = Call(run)
         job = running_job(pool._lifecycle, gate)
         assert seen["fd"] is None
-        assert isinstance(job.waker, _waker.LockWaker)
-        assert job.waker is job.lock_waker
+        assert sleeps_on_its_own_lock(job)
         gate.release.set()
         call.wait()
 

@@ -16,6 +16,18 @@ from tests.internal.test_replacement import Factory, fail_next_worker
 from tunnypy import _keeper, _lifecycle
 
 
+def held_at_second_call() -> tuple[Factory, threading.Event, threading.Event]:
+    """A factory whose second call (the keeper's first) says so, then waits for *go*."""
+    in_factory, go = threading.Event(), threading.Event()
+
+    def before(call: int) -> None:
+        if call == 2:
+            in_factory.set()
+            assert go.wait(WAIT)
+
+    return Factory(before=before), in_factory, go
+
+
 class FakeClock:
     """What the keeper reads idle times from; moves only when told."""
 
@@ -146,15 +158,7 @@ class TestGrowthThatFails:
         self,
     ) -> None:
         """autoscale(None) drops the worker asked for: the stuck nested call is refused."""
-        in_factory = threading.Event()
-        go = threading.Event()
-
-        def before(call: int) -> None:
-            if call == 2:
-                in_factory.set()
-                assert go.wait(WAIT)
-
-        factory = Factory(before=before)
+        factory, in_factory, go = held_at_second_call()
         pool: tunnypy.Pool[Any, Any] = tunnypy.Pool(1, factory)
         with pool:
             pool.autoscale(1, 2)
@@ -173,15 +177,7 @@ class TestClose:
         self,
     ) -> None:
         """The worker made after close() is terminated unstarted; close(wait=True) sees it end."""
-        in_factory = threading.Event()
-        go = threading.Event()
-
-        def before(call: int) -> None:
-            if call == 2:
-                in_factory.set()
-                assert go.wait(WAIT)
-
-        factory = Factory(before=before)
+        factory, in_factory, go = held_at_second_call()
         pool: tunnypy.Pool[Any, Any] = tunnypy.Pool(1, factory)
         pool.autoscale(1, 2)
         gate = Gate()

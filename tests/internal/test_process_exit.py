@@ -161,17 +161,10 @@ sys.exit(0)  # no close(): interpreter exit ends the child
 """
 
 
-@pytest.mark.parametrize("method", ["forkserver", "spawn"])
-@pytest.mark.parametrize(
-    "scenario", [pytest.param(READYING, id="readying"), pytest.param(TERMINATING, id="terminating")]
-)
-def test_exit_ends_the_child_of_a_thread_it_did_not_wait_for(
-    tmp_path: Path, method: str, scenario: str
-) -> None:
-    """Its terminate() runs once, and the child is gone by the time exit is done; exit is quiet."""
-    board = Board(str(tmp_path))
+def run_quietly(script: str, method: str, board: Board) -> int:
+    """Run *script* in a new interpreter; it exits 0 saying nothing on stderr. Its child's pid."""
     done = subprocess.run(
-        [sys.executable, "-c", PREAMBLE + scenario + EXIT, method, board.root],
+        [sys.executable, "-c", script, method, board.root],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -182,6 +175,19 @@ def test_exit_ends_the_child_of_a_thread_it_did_not_wait_for(
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     child = int(done.stdout)
+    return child
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+@pytest.mark.parametrize(
+    "scenario", [pytest.param(READYING, id="readying"), pytest.param(TERMINATING, id="terminating")]
+)
+def test_exit_ends_the_child_of_a_thread_it_did_not_wait_for(
+    tmp_path: Path, method: str, scenario: str
+) -> None:
+    """Its terminate() runs once, and the child is gone by the time exit is done; exit is quiet."""
+    board = Board(str(tmp_path))
+    child = run_quietly(PREAMBLE + scenario + EXIT, method, board)
     assert board.lines("started") == [str(child)]  # and none started at exit
     assert board.lines("terminated") == [str(child)]
     assert not alive(child)
@@ -193,18 +199,7 @@ def test_exit_kills_a_child_in_its_own_block_until_ready_and_starts_none(
 ) -> None:
     """The thread waiting for it lets go once it is killed, and starts no child in its place."""
     board = Board(str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, "-c", PREAMBLE + AWAITING, method, board.root],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        timeout=WAIT * 4,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
-    child = int(done.stdout)
+    child = run_quietly(PREAMBLE + AWAITING, method, board)
     assert board.lines("started") == [str(child)]
     assert board.lines("terminated") == []  # killed: its terminate() would wait for it
     assert not alive(child)
